@@ -1,0 +1,101 @@
+//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`.
+//! Each command exits non-zero with a one-line reason on failure.
+
+mod keys;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use utoipa::OpenApi;
+
+use crate::config::{Config, LoadReport};
+use crate::startup::Application;
+
+#[derive(Parser)]
+#[command(name = "shopd", version, about = "The backend of a mobile shop")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Generate, rotate or reindex keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Migrate => migrate(),
+        Command::Openapi => {
+            println!(
+                "{}",
+                crate::api::ApiDoc::openapi()
+                    .to_pretty_json()
+                    .expect("the document serialises")
+            );
+            Ok(())
+        }
+        Command::Keys(command) => keys::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("shopd: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the configuration and starts logging, for every command that needs both.
+pub(crate) fn load_config() -> Result<Config, String> {
+    let (config, report) = Config::load().map_err(|e| format!("configuration: {e}"))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    crate::telemetry::init(
+        config.environment,
+        &config.log_filter,
+        ansi,
+        std::io::stderr,
+    );
+    warn_dev_keys(&report);
+    Ok(config)
+}
+
+fn warn_dev_keys(report: &LoadReport) {
+    if let Some(path) = &report.dev_keys_file {
+        tracing::warn!(
+            file = %path.display(),
+            generated = report.dev_keys_generated,
+            "DEVELOPMENT KEYS in use: personal data is encrypted under keys kept beside the database. \
+             Never use them in production; run `shopd keys generate` for a real set."
+        );
+    }
+}
+
+fn serve() -> Result<(), String> {
+    let config = load_config()?;
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(port = app.port(), "listening");
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}
+
+fn migrate() -> Result<(), String> {
+    let config = load_config()?;
+    let db = crate::db::Db::connect(&config.database).map_err(|e| e.to_string())?;
+    let applied = db.run_migrations().map_err(|e| e.to_string())?;
+    println!("applied {applied} migration(s) to {}", config.database.url);
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! One typed configuration, built from environment variables and validated at start. It is passed in, never
+//! global, so each test builds its own. `docs/configuration.md` describes every variable.
+
+pub mod parse;
+pub mod secrets;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::crypto::{BlindIndexKey, MasterKeyRing};
+use crate::domain::Sensitive;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Where the data lives, chosen by the scheme of `DATABASE_URL`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(Sensitive<String>),
+}
+
+impl DatabaseUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let url = url::Url::parse(text).map_err(|e| format!("is not a valid URL: {e}"))?;
+            if url.host_str().is_none_or(str::is_empty)
+                && !url.query().unwrap_or("").contains("host=")
+            {
+                return Err("names no host".into());
+            }
+            return Ok(Self::Postgres(Sensitive::new(text.to_owned())));
+        }
+        let path = text.strip_prefix("sqlite://").unwrap_or(text);
+        if path.is_empty() {
+            return Err("names no database".into());
+        }
+        if path.contains("://") {
+            return Err("has an unknown scheme (use sqlite://path or postgres://…)".into());
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Printable without the password.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => match url::Url::parse(url.expose()) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("[redacted]"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("postgres://[unparseable]"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: DatabaseUrl,
+    pub pool_size: u32,
+    /// How long a request waits for a pooled connection before it gets a 503.
+    pub pool_timeout: Duration,
+}
+
+/// The keys for personal data at rest. Shared, never copied out.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub pii: Arc<MasterKeyRing>,
+    pub blind_index: Arc<BlindIndexKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub bind: SocketAddr,
+    pub database: DatabaseConfig,
+    pub shop_domain: String,
+    pub shop_currency: String,
+    pub body_limit: usize,
+    pub data_dir: PathBuf,
+    pub log_filter: String,
+    /// HTTP worker threads; the number of cores by default.
+    pub workers: usize,
+    pub keys: Keys,
+}
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &str, message: impl Into<String>) -> Self {
+        Self {
+            var: var.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The raw variables a `Config` is built from; empty values count as unset.
+#[derive(Debug, Clone, Default)]
+pub struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    pub fn new<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.0.insert(name.to_owned(), value.into());
+    }
+
+    /// Adds `name` only when it is unset.
+    pub fn set_default(&mut self, name: &str, value: &str) {
+        if self.get(name).is_none() {
+            self.set(name, value);
+        }
+    }
+}
+
+/// What loading the process environment did besides building the configuration.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Set when development keys were read from (or generated into) this file.
+    pub dev_keys_file: Option<PathBuf>,
+    pub dev_keys_generated: bool,
+}
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "data";
+
+impl Config {
+    /// Builds the configuration of a real start: the process environment, a `.env` file in development, and
+    /// in development the generated `data/dev-keys.env` for every secret left unset.
+    pub fn load() -> Result<(Self, LoadReport), ConfigError> {
+        let mut vars = Vars::new(std::env::vars());
+        let environment = environment_of(&vars)?;
+        if environment == Environment::Development
+            && let Ok(text) = std::fs::read_to_string(".env")
+        {
+            for (k, v) in secrets::parse_env_lines(&text) {
+                vars.set_default(&k, &v);
+            }
+        }
+        let mut report = LoadReport::default();
+        let data_dir = PathBuf::from(vars.get("SHOPD_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR));
+        let dev_keys_path = data_dir.join("dev-keys.env");
+        match environment {
+            Environment::Development => {
+                let missing = secrets::SECRETS.iter().any(|s| vars.get(s.var).is_none());
+                if missing {
+                    let (values, generated) =
+                        secrets::ensure_dev_keys(&dev_keys_path).map_err(|e| {
+                            ConfigError::new(
+                                "SHOPD_DATA_DIR",
+                                format!("cannot write {}: {e}", dev_keys_path.display()),
+                            )
+                        })?;
+                    for (k, v) in values {
+                        vars.set_default(&k, &v);
+                    }
+                    report.dev_keys_file = Some(dev_keys_path);
+                    report.dev_keys_generated = generated;
+                }
+            }
+            Environment::Production => refuse_dev_keys(&vars, &dev_keys_path)?,
+        }
+        Ok((Self::from_vars(&vars)?, report))
+    }
+
+    /// Builds and validates a configuration from `vars` alone: no files, no process environment.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let environment = environment_of(vars)?;
+        let production = environment == Environment::Production;
+        let required = |name: &str| -> Result<Option<&str>, ConfigError> {
+            match vars.get(name) {
+                None if production => Err(ConfigError::new(
+                    name,
+                    "is required when SHOPD_ENV=production",
+                )),
+                v => Ok(v),
+            }
+        };
+
+        let bind = vars
+            .get("SHOPD_BIND")
+            .unwrap_or(DEFAULT_BIND)
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::new("SHOPD_BIND", "is not an address like 127.0.0.1:8080"))?;
+        let data_dir = PathBuf::from(vars.get("SHOPD_DATA_DIR").unwrap_or(DEFAULT_DATA_DIR));
+        let default_db = format!("sqlite://{}", data_dir.join("shopd.db").display());
+        let url_text = required("DATABASE_URL")?.unwrap_or(&default_db);
+        let url = DatabaseUrl::parse(url_text).map_err(|e| ConfigError::new("DATABASE_URL", e))?;
+        let pool_size = number(vars, "DATABASE_POOL_SIZE", 10u32)?;
+        if !(1..=500).contains(&pool_size) {
+            return Err(ConfigError::new(
+                "DATABASE_POOL_SIZE",
+                "must be from 1 to 500",
+            ));
+        }
+        let pool_timeout = duration(vars, "DATABASE_TIMEOUT", "5s")?;
+
+        let shop_domain = required("SHOP_DOMAIN")?.unwrap_or("localhost").to_owned();
+        if !is_domain(&shop_domain) {
+            return Err(ConfigError::new(
+                "SHOP_DOMAIN",
+                "is not a domain name like shop.example.com",
+            ));
+        }
+        let shop_currency = vars.get("SHOP_CURRENCY").unwrap_or("EUR").to_owned();
+        if shop_currency.len() != 3 || !shop_currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ConfigError::new(
+                "SHOP_CURRENCY",
+                "is not an ISO 4217 code like EUR",
+            ));
+        }
+        let body_limit = match vars.get("BODY_LIMIT") {
+            None => 64 * 1024,
+            Some(text) => parse::byte_size(text).map_err(|e| ConfigError::new("BODY_LIMIT", e))?,
+        };
+
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = number(vars, "SHOPD_WORKERS", cores)?;
+        if !(1..=256).contains(&workers) {
+            return Err(ConfigError::new("SHOPD_WORKERS", "must be from 1 to 256"));
+        }
+
+        let keys = Keys {
+            pii: Arc::new(
+                MasterKeyRing::parse(required_secret(vars, "PII_KEYS")?)
+                    .map_err(|e| ConfigError::new("PII_KEYS", e.to_string()))?,
+            ),
+            blind_index: Arc::new(
+                BlindIndexKey::parse(required_secret(vars, "BLIND_INDEX_KEY")?)
+                    .map_err(|e| ConfigError::new("BLIND_INDEX_KEY", e.to_string()))?,
+            ),
+        };
+
+        Ok(Self {
+            environment,
+            bind,
+            database: DatabaseConfig {
+                url,
+                pool_size,
+                pool_timeout,
+            },
+            shop_domain,
+            shop_currency,
+            body_limit,
+            data_dir,
+            log_filter: vars.get("RUST_LOG").unwrap_or("info").to_owned(),
+            workers,
+            keys,
+        })
+    }
+}
+
+fn environment_of(vars: &Vars) -> Result<Environment, ConfigError> {
+    match vars.get("SHOPD_ENV") {
+        None | Some("development") => Ok(Environment::Development),
+        Some("production") => Ok(Environment::Production),
+        Some(_) => Err(ConfigError::new(
+            "SHOPD_ENV",
+            "must be `development` or `production`",
+        )),
+    }
+}
+
+/// Secrets have no default anywhere: development fills them from `data/dev-keys.env` before this runs.
+fn required_secret<'a>(vars: &'a Vars, name: &str) -> Result<&'a str, ConfigError> {
+    vars.get(name).ok_or_else(|| {
+        ConfigError::new(
+            name,
+            "is not set (run `shopd keys generate` to make a set of secrets)",
+        )
+    })
+}
+
+/// Production refuses a secret that is also in the development key file, the tell-tale of a copied dev set.
+fn refuse_dev_keys(vars: &Vars, dev_keys_path: &Path) -> Result<(), ConfigError> {
+    let Ok(text) = std::fs::read_to_string(dev_keys_path) else {
+        return Ok(());
+    };
+    let dev = secrets::parse_env_lines(&text);
+    for spec in secrets::SECRETS {
+        if let (Some(value), Some(dev_value)) = (vars.get(spec.var), dev.get(spec.var))
+            && crate::crypto::constant_time_eq(value.as_bytes(), dev_value.as_bytes())
+        {
+            return Err(ConfigError::new(
+                spec.var,
+                format!(
+                    "is a development key from {}; production needs its own (`shopd keys generate`)",
+                    dev_keys_path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(vars: &Vars, name: &str, default: T) -> Result<T, ConfigError> {
+    match vars.get(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("`{text}` is not a whole number"))),
+    }
+}
+
+fn duration(vars: &Vars, name: &str, default: &str) -> Result<Duration, ConfigError> {
+    parse::duration(vars.get(name).unwrap_or(default)).map_err(|e| ConfigError::new(name, e))
+}
+
+fn is_domain(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}

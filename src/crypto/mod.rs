@@ -1,0 +1,16 @@
+//! Cryptography for personal data, free of I/O: AES-256-GCM field sealing, the master key ring, HMAC blind
+//! indexes and constant-time comparison. Only this module and the vault ever hold a raw key.
+
+mod blind_index;
+mod keys;
+mod sealed;
+
+pub use blind_index::{BlindIndexKey, IndexKind};
+pub use keys::{DataKey, KeyError, KeyId, MasterKeyRing};
+pub use sealed::{Context, OpenError, SealedValue, open, seal};
+
+/// Compares two secrets in constant time (lengths are compared first; a length is no secret here).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

@@ -1,0 +1,233 @@
+//! The database: one connection type over SQLite and PostgreSQL, the pool, the embedded migrations, and the
+//! one way to run blocking diesel work off the async workers. Backend differences stay in match arms here.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tracing::Instrument;
+
+use crate::config::{DatabaseConfig, DatabaseUrl};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub type Pool = diesel::r2d2::Pool<ConnectionManager<DbConnection>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConnection>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had in time: the pool is exhausted or the database is down.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("blocking task failed: {0}")]
+    Task(String),
+}
+
+/// The pool and what it talks to. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    backend: Backend,
+    /// The SQLite file, checked by readiness: a deleted file would otherwise be written to, unseen, until
+    /// the next restart loses it.
+    sqlite_path: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// SQLite set up for a server: WAL so readers never wait for the writer, a busy timeout instead of instant
+/// `SQLITE_BUSY`, foreign keys on, and NORMAL sync (durable at each checkpoint, safe with WAL).
+#[derive(Debug)]
+struct SqliteSetup;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteSetup {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Opens the pool (creating an SQLite file and its folder when needed). Does not migrate.
+    pub fn connect(config: &DatabaseConfig) -> Result<Self, DbError> {
+        let sqlite_path = match &config.url {
+            DatabaseUrl::Sqlite(path) => Some(path.clone()),
+            DatabaseUrl::Postgres(_) => None,
+        };
+        let (url, backend) = match &config.url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        DbError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                (path.to_string_lossy().into_owned(), Backend::Sqlite)
+            }
+            DatabaseUrl::Postgres(url) => (url.expose().clone(), Backend::Postgres),
+        };
+        let pool = diesel::r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(config.pool_timeout)
+            .connection_customizer(Box::new(SqliteSetup))
+            .build(ConnectionManager::new(url))
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_path,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn get(&self) -> Result<PooledConn, DbError> {
+        self.pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Runs blocking diesel work on the blocking pool, inside the caller's tracing span.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    pub fn run_migrations(&self) -> Result<usize, DbError> {
+        let mut conn = self.get()?;
+        run_pending_migrations(&mut conn)
+    }
+
+    /// Reachable and migrated: what `/readyz` reports.
+    pub async fn check_ready(&self) -> Result<(), DbError> {
+        if let Some(path) = &self.sqlite_path
+            && !path.exists()
+        {
+            return Err(DbError::Unavailable(format!("{} is gone", path.display())));
+        }
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            if has_pending_migrations(conn)? {
+                return Err(DbError::Migration("migrations are pending".into()));
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub fn run_pending_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConnection::Postgresql(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    applied.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+pub fn has_pending_migrations(conn: &mut DbConnection) -> Result<bool, DbError> {
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+        DbConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+    };
+    pending.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Reverts every applied migration, newest first. For the migration tests and for operators only.
+pub fn revert_all_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
+    let reverted = match conn {
+        DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConnection::Postgresql(c) => c
+            .revert_all_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    reverted.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Reverts the newest applied migration.
+pub fn revert_last_migration(conn: &mut DbConnection) -> Result<(), DbError> {
+    let reverted = match conn {
+        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ()),
+    };
+    reverted.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Applies the oldest pending migration.
+pub fn run_next_migration(conn: &mut DbConnection) -> Result<bool, DbError> {
+    fn next<C: MigrationHarness<B>, B: diesel::backend::Backend>(
+        c: &mut C,
+        source: EmbeddedMigrations,
+    ) -> diesel::migration::Result<bool> {
+        let pending = c.pending_migrations(source)?;
+        match pending.first() {
+            Some(m) => c.run_migration(m.as_ref()).map(|_| true),
+            None => Ok(false),
+        }
+    }
+    let ran = match conn {
+        DbConnection::Sqlite(c) => next(c, SQLITE_MIGRATIONS),
+        DbConnection::Postgresql(c) => next(c, POSTGRES_MIGRATIONS),
+    };
+    ran.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Establishes one connection outside any pool (for tools and tests).
+pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
+    let text = match url {
+        DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
+        DatabaseUrl::Postgres(url) => url.expose().clone(),
+    };
+    DbConnection::establish(&text).map_err(|e| DbError::Unavailable(e.to_string()))
+}
+
+pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(2);

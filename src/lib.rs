@@ -1,0 +1,11 @@
+//! shopd: the backend of a mobile shop. See `docs/architecture.md` for the module map.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod startup;
+pub mod telemetry;

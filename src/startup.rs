@@ -1,0 +1,118 @@
+//! Building and running the application: `Application::build(config)` binds (port 0 in tests), migrates and
+//! mounts every route; `run_until_stopped()` serves until SIGTERM/SIGINT, draining in-flight requests.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::api::{self, json::BodyLimit};
+use crate::config::Config;
+use crate::db::{Db, DbError};
+
+/// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What every handler can reach. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let db = Db::connect(&config.database)?;
+        let applied = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.run_migrations())
+                .await
+                .map_err(|e| DbError::Task(e.to_string()))??
+        };
+        if applied > 0 {
+            tracing::info!(applied, "database migrated");
+        }
+        let listener = TcpListener::bind(config.bind).map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?
+            .port();
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+        };
+        let server = serve(listener, state.clone()).map_err(|source| StartError::Bind {
+            addr: state.config.bind,
+            source,
+        })?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// Stops the server, letting in-flight requests finish.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let body_limit = state.config.body_limit;
+    let workers = state.config.workers;
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(BodyLimit(body_limit))
+            .configure(api::extractor_config)
+            .configure(api::routes)
+            .default_service(web::to(api::unknown_route))
+            .wrap(api::error_normaliser())
+            .wrap(from_fn(api::request_context))
+    })
+    .workers(workers)
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,100 @@
+use shopd::config::{Config, Environment, Vars, secrets};
+
+fn valid() -> Vars {
+    let mut vars = Vars::new(secrets::generate_all());
+    vars.set("DATABASE_URL", "sqlite://data/test.db");
+    vars
+}
+
+fn error_of(change: impl FnOnce(&mut Vars)) -> shopd::config::ConfigError {
+    let mut vars = valid();
+    change(&mut vars);
+    Config::from_vars(&vars).expect_err("the configuration is refused")
+}
+
+#[test]
+fn defaults_need_nothing_but_the_secrets() {
+    let config = Config::from_vars(&valid()).unwrap();
+    assert_eq!(config.environment, Environment::Development);
+    assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.body_limit, 64 * 1024);
+    assert_eq!(config.shop_currency, "EUR");
+    assert_eq!(config.database.pool_timeout.as_secs(), 5);
+}
+
+#[test]
+fn each_bad_value_is_refused_naming_its_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("SHOPD_ENV", "staging"),
+        ("SHOPD_BIND", "localhost"),
+        ("SHOPD_BIND", "127.0.0.1:99999"),
+        ("DATABASE_URL", "mysql://root@localhost/shop"),
+        ("DATABASE_URL", "postgres://"),
+        ("DATABASE_POOL_SIZE", "many"),
+        ("DATABASE_POOL_SIZE", "0"),
+        ("DATABASE_TIMEOUT", "5"),
+        ("DATABASE_TIMEOUT", "5 minutes"),
+        ("BODY_LIMIT", "lots"),
+        ("SHOP_DOMAIN", "not a domain"),
+        ("SHOP_CURRENCY", "euro"),
+        ("SHOPD_WORKERS", "0"),
+        ("PII_KEYS", "k1:not-base64!"),
+        ("PII_KEYS", "k1:AAAA"),
+        ("PII_KEYS", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        ("BLIND_INDEX_KEY", "short"),
+    ];
+    for (var, value) in cases {
+        let error = error_of(|vars| vars.set(var, *value));
+        assert_eq!(error.var, *var, "{var}={value} gave {error}");
+        assert!(
+            error.to_string().starts_with(&format!("{var}: ")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_duplicate_master_key_id_is_refused() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let error = error_of(|vars| vars.set("PII_KEYS", format!("a:{key},a:{key}")));
+    assert_eq!(error.var, "PII_KEYS");
+    assert!(error.message.contains("twice"), "{error}");
+}
+
+#[test]
+fn missing_secrets_are_named() {
+    for var in ["PII_KEYS", "BLIND_INDEX_KEY"] {
+        let error = error_of(|vars| vars.set(var, ""));
+        assert_eq!(error.var, var);
+    }
+}
+
+#[test]
+fn production_needs_explicit_configuration() {
+    let mut vars = valid();
+    vars.set("SHOPD_ENV", "production");
+    vars.set("DATABASE_URL", "");
+    assert_eq!(Config::from_vars(&vars).unwrap_err().var, "DATABASE_URL");
+    vars.set("DATABASE_URL", "postgres://shop@db.internal/shop");
+    assert_eq!(Config::from_vars(&vars).unwrap_err().var, "SHOP_DOMAIN");
+    vars.set("SHOP_DOMAIN", "shop.example.com");
+    let config = Config::from_vars(&vars).unwrap();
+    assert_eq!(config.environment, Environment::Production);
+}
+
+#[test]
+fn the_database_url_prints_without_its_password() {
+    let mut vars = valid();
+    vars.set(
+        "DATABASE_URL",
+        "postgres://shop:hunter2-secret@db.internal/shop",
+    );
+    let config = Config::from_vars(&vars).unwrap();
+    let printed = format!("{} {:?}", config.database.url, config);
+    assert!(!printed.contains("hunter2-secret"), "{printed}");
+    for (var, value) in secrets::generate_all() {
+        let _ = var;
+        let material = value.split(':').next_back().unwrap().to_owned();
+        assert!(!format!("{config:?}").contains(&material));
+    }
+}
