@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use crate::api::{self, json::BodyLimit};
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::vault::Vault;
 
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -21,6 +22,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
+    pub vault: Vault,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,7 @@ impl Application {
             })?
             .port();
         let state = AppState {
+            vault: Vault::new(&config.keys),
             config: Arc::new(config),
             db,
         };

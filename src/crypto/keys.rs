@@ -112,7 +112,6 @@ impl DataKey {
         (Self::new(id, &bytes), bytes.0.to_vec())
     }
 
-    #[allow(dead_code)]
     pub(crate) fn from_raw(id: KeyId, raw: &[u8]) -> Option<Self> {
         let bytes = KeyBytes(<[u8; 32]>::try_from(raw).ok()?);
         Some(Self::new(id, &bytes))
