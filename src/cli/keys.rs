@@ -35,7 +35,9 @@ fn rotate(batch: i64) -> Result<(), String> {
     db.run_migrations().map_err(|e| e.to_string())?;
     let vault = Vault::new(&config.keys);
     let mut conn = db.get().map_err(|e| e.to_string())?;
-    let total = vault.count_to_rewrap(&mut conn).map_err(|e| e.to_string())?;
+    let total = vault
+        .count_to_rewrap(&mut conn)
+        .map_err(|e| e.to_string())?;
     let bar = ProgressBar::new(total.max(0) as u64).with_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
             .expect("a valid template"),

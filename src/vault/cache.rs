@@ -71,7 +71,10 @@ mod tests {
         for p in ["a", "b", "c", "d"] {
             cache.put(p, key());
         }
-        let live = ["a", "b", "c", "d"].iter().filter(|p| cache.get(p).is_some()).count();
+        let live = ["a", "b", "c", "d"]
+            .iter()
+            .filter(|p| cache.get(p).is_some())
+            .count();
         assert_eq!(live, 3);
         std::thread::sleep(Duration::from_millis(60));
         assert!(cache.get("d").is_none());

@@ -13,7 +13,9 @@ use std::time::Duration;
 use diesel::prelude::*;
 
 use crate::config::Keys;
-use crate::crypto::{self, BlindIndexKey, Context, DataKey, IndexKind, KeyId, MasterKeyRing, OpenError};
+use crate::crypto::{
+    self, BlindIndexKey, Context, DataKey, IndexKind, KeyId, MasterKeyRing, OpenError,
+};
 use crate::db::schema::data_keys;
 use crate::db::{DbConnection, DbError};
 use crate::domain::Sensitive;
@@ -98,7 +100,9 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("ring", &self.ring).finish_non_exhaustive()
+        f.debug_struct("Vault")
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,7 +124,11 @@ impl Vault {
     }
 
     /// Makes the data key of a new person, wrapped by the active master key.
-    pub fn create_data_key(&self, conn: &mut DbConnection, person_id: &str) -> Result<(), VaultError> {
+    pub fn create_data_key(
+        &self,
+        conn: &mut DbConnection,
+        person_id: &str,
+    ) -> Result<(), VaultError> {
         let (key, mut raw) = DataKey::generate(data_key_id());
         let master = self.ring.active();
         let wrapped = crypto::seal(master, &wrap_context(person_id), &raw);
@@ -138,7 +146,11 @@ impl Vault {
     }
 
     /// The unwrapped data key of a person, from the cache or the database; `None` once erased.
-    fn data_key(&self, conn: &mut DbConnection, person_id: &str) -> Result<Option<Arc<DataKey>>, VaultError> {
+    fn data_key(
+        &self,
+        conn: &mut DbConnection,
+        person_id: &str,
+    ) -> Result<Option<Arc<DataKey>>, VaultError> {
         if let Some(key) = self.cache.get(person_id) {
             return Ok(Some(key));
         }
@@ -155,7 +167,12 @@ impl Vault {
         Ok(Some(key))
     }
 
-    fn unwrap_key(&self, person_id: &str, master_id: &str, wrapped: &[u8]) -> Result<DataKey, VaultError> {
+    fn unwrap_key(
+        &self,
+        person_id: &str,
+        master_id: &str,
+        wrapped: &[u8],
+    ) -> Result<DataKey, VaultError> {
         let master = self
             .ring
             .get(master_id)
@@ -173,7 +190,9 @@ impl Vault {
         field: Field<'_>,
         value: &str,
     ) -> Result<Vec<u8>, VaultError> {
-        let key = self.data_key(conn, person_id)?.ok_or(VaultError::NoDataKey)?;
+        let key = self
+            .data_key(conn, person_id)?
+            .ok_or(VaultError::NoDataKey)?;
         Ok(crypto::seal(&key, &field.into(), value.as_bytes()))
     }
 
@@ -220,7 +239,11 @@ impl Vault {
         let active = self.ring.active();
         let rows: Vec<(String, String, Vec<u8>)> = data_keys::table
             .filter(data_keys::master_key_id.ne(active.id().as_str()))
-            .select((data_keys::person_id, data_keys::master_key_id, data_keys::wrapped))
+            .select((
+                data_keys::person_id,
+                data_keys::master_key_id,
+                data_keys::wrapped,
+            ))
             .order(data_keys::person_id)
             .limit(batch)
             .load(conn)?;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod crypto;
 mod health;
 mod helpers;
 mod migrations;

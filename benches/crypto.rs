@@ -1,0 +1,85 @@
+//! Field sealing, opening with a cached data key, and blind indexes, on a 64-byte value, beside bare
+//! AES-256-GCM for scale. `cargo bench --bench crypto`; results in docs/performance.md.
+
+use std::hint::black_box;
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use criterion::{Criterion, criterion_group, criterion_main};
+use shopd::crypto::{self, BlindIndexKey, Context, DataKey, IndexKind, KeyId};
+
+fn bench(c: &mut Criterion) {
+    let value = [0x5au8; 64];
+    let key = DataKey::generate(KeyId::parse("d1").unwrap()).0;
+    let ctx = Context {
+        table: "customers",
+        column: "phone",
+        row_id: "0193a6f2-7c1e-7d3a-9b2f-2c4d5e6f7a8b",
+    };
+    let stored = crypto::seal(&key, &ctx, &value);
+    let blind = BlindIndexKey::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let bare = Aes256Gcm::new_from_slice(&[7u8; 32]).unwrap();
+    let nonce = Nonce::from([1u8; 12]);
+    let bare_ct = bare
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: &value,
+                aad: b"",
+            },
+        )
+        .unwrap();
+
+    let mut group = c.benchmark_group("pii-64-bytes");
+    group.bench_function("seal", |b| {
+        b.iter(|| crypto::seal(&key, &ctx, black_box(&value)))
+    });
+    group.bench_function("open (cached data key)", |b| {
+        b.iter(|| crypto::open(&key, &ctx, black_box(&stored)).unwrap())
+    });
+    group.bench_function("blind index (phone)", |b| {
+        b.iter(|| blind.index(IndexKind::Phone, black_box("+447700900123")))
+    });
+    group.bench_function("bare AES-256-GCM decrypt", |b| {
+        b.iter(|| {
+            bare.decrypt(
+                &nonce,
+                Payload {
+                    msg: black_box(&bare_ct),
+                    aad: b"",
+                },
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+
+    // The same through the vault: the in-memory cache of unwrapped data keys, then the open.
+    let keys = shopd::config::Config::from_vars(&shopd::config::Vars::new(
+        shopd::config::secrets::generate_all(),
+    ))
+    .unwrap()
+    .keys;
+    let vault = shopd::vault::Vault::new(&keys);
+    let mut conn =
+        shopd::db::establish(&shopd::config::DatabaseUrl::Sqlite(":memory:".into())).unwrap();
+    shopd::db::run_pending_migrations(&mut conn).unwrap();
+    vault.create_data_key(&mut conn, "p1").unwrap();
+    let field = shopd::vault::Field {
+        table: "customers",
+        column: "phone",
+        row_id: "p1",
+    };
+    let text = "x".repeat(64);
+    let sealed = vault.seal(&mut conn, "p1", field, &text).unwrap();
+    c.bench_function("pii-64-bytes/vault open (cached data key)", |b| {
+        b.iter(|| {
+            vault
+                .open(&mut conn, "p1", field, black_box(&sealed))
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,209 @@
+//! Personal data at rest: the vault over a real database, key rotation through the `shopd` binary, and
+//! crypto-shredding.
+
+use std::process::Command;
+
+use shopd::config::{Config, Vars};
+use shopd::vault::{Field, Opened, Vault, VaultError};
+
+use crate::helpers::{TestApp, TestDb, test_vars};
+
+const PHONE: Field<'static> = Field {
+    table: "customers",
+    column: "phone",
+    row_id: "row-1",
+};
+
+fn person() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[tokio::test]
+async fn values_round_trip_and_refuse_tampering_and_moves() {
+    let app = TestApp::spawn().await;
+    let vault = &app.state.vault;
+    let mut conn = app.state.db.get().unwrap();
+    let p = person();
+    vault.create_data_key(&mut conn, &p).unwrap();
+    let stored = vault.seal(&mut conn, &p, PHONE, "+447700900123").unwrap();
+    assert_eq!(
+        vault.open(&mut conn, &p, PHONE, &stored).unwrap().value(),
+        Some("+447700900123")
+    );
+
+    for i in 0..stored.len() {
+        let mut bad = stored.clone();
+        bad[i] ^= 0x80;
+        assert!(
+            vault.open(&mut conn, &p, PHONE, &bad).is_err(),
+            "byte {i} flipped"
+        );
+    }
+    let moved_row = Field {
+        row_id: "row-2",
+        ..PHONE
+    };
+    let moved_column = Field {
+        column: "name",
+        ..PHONE
+    };
+    assert!(vault.open(&mut conn, &p, moved_row, &stored).is_err());
+    assert!(vault.open(&mut conn, &p, moved_column, &stored).is_err());
+
+    let q = person();
+    vault.create_data_key(&mut conn, &q).unwrap();
+    assert!(
+        vault.open(&mut conn, &q, PHONE, &stored).is_err(),
+        "another person's key does not open it"
+    );
+}
+
+#[tokio::test]
+async fn the_data_key_is_stored_only_wrapped() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.state.db.get().unwrap();
+    let p = person();
+    app.state.vault.create_data_key(&mut conn, &p).unwrap();
+    use diesel::prelude::*;
+    use shopd::db::schema::data_keys;
+    let (kid, wrapped): (String, Vec<u8>) = data_keys::table
+        .find(&p)
+        .select((data_keys::master_key_id, data_keys::wrapped))
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(kid, app.state.config.keys.pii.active().id().as_str());
+    assert_eq!(
+        wrapped.len(),
+        1 + 1 + kid.len() + 12 + 32 + 16,
+        "version, kid, nonce, key, tag"
+    );
+}
+
+#[tokio::test]
+async fn shredding_makes_values_read_as_erased_and_leaves_others_alone() {
+    let app = TestApp::spawn().await;
+    let vault = &app.state.vault;
+    let mut conn = app.state.db.get().unwrap();
+    let (gone, kept) = (person(), person());
+    for p in [&gone, &kept] {
+        vault.create_data_key(&mut conn, p).unwrap();
+    }
+    let gone_value = vault
+        .seal(&mut conn, &gone, PHONE, "+447700900111")
+        .unwrap();
+    let kept_value = vault
+        .seal(&mut conn, &kept, PHONE, "+447700900222")
+        .unwrap();
+
+    assert!(vault.shred(&mut conn, &gone).unwrap());
+    assert_eq!(
+        vault.open(&mut conn, &gone, PHONE, &gone_value).unwrap(),
+        Opened::Erased
+    );
+    assert_eq!(
+        vault
+            .open(&mut conn, &kept, PHONE, &kept_value)
+            .unwrap()
+            .value(),
+        Some("+447700900222")
+    );
+    assert!(matches!(
+        vault.seal(&mut conn, &gone, PHONE, "x"),
+        Err(VaultError::NoDataKey)
+    ));
+    assert!(
+        !vault.shred(&mut conn, &gone).unwrap(),
+        "a second shred finds nothing"
+    );
+
+    // Another instance (a fresh vault, so no cache) reads the same.
+    let other = Vault::new(&app.state.config.keys);
+    assert_eq!(
+        other.open(&mut conn, &gone, PHONE, &gone_value).unwrap(),
+        Opened::Erased
+    );
+}
+
+fn shopd_keys_rotate(db: &TestDb, vars: &Vars) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopd"));
+    command
+        .args(["keys", "rotate", "--batch", "2"])
+        .current_dir(db.dir.path())
+        .env_clear();
+    for var in [
+        "DATABASE_URL",
+        "PII_KEYS",
+        "BLIND_INDEX_KEY",
+        "SHOPD_DATA_DIR",
+    ] {
+        command.env(var, vars.get(var).unwrap_or_default());
+    }
+    command.output().unwrap()
+}
+
+#[tokio::test]
+async fn rotation_rewraps_every_data_key_once_and_the_old_key_can_then_go() {
+    let db = TestDb::new();
+    let mut vars = test_vars(&db);
+    let old_ring = vars.get("PII_KEYS").unwrap().to_owned();
+    let old_config = Config::from_vars(&vars).unwrap();
+    let old_vault = Vault::new(&old_config.keys);
+    let pool = shopd::db::Db::connect(&old_config.database).unwrap();
+    pool.run_migrations().unwrap();
+    let mut conn = pool.get().unwrap();
+
+    let people: Vec<String> = (0..5).map(|_| person()).collect();
+    let mut stored = Vec::new();
+    for (i, p) in people.iter().enumerate() {
+        old_vault.create_data_key(&mut conn, p).unwrap();
+        stored.push(
+            old_vault
+                .seal(&mut conn, p, PHONE, &format!("+4477009001{i:02}"))
+                .unwrap(),
+        );
+    }
+
+    let new_key = shopd::config::secrets::generate_all()
+        .into_iter()
+        .find(|(v, _)| *v == "PII_KEYS")
+        .unwrap()
+        .1
+        .replacen(':', "-next:", 1);
+    vars.set("PII_KEYS", format!("{new_key},{old_ring}"));
+
+    let first = shopd_keys_rotate(&db, &vars);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("rewrapped 5 data key(s)"));
+    let second = shopd_keys_rotate(&db, &vars);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("rewrapped 0 data key(s)"));
+
+    vars.set("PII_KEYS", &new_key);
+    let new_vault = Vault::new(&Config::from_vars(&vars).unwrap().keys);
+    for (i, (p, value)) in people.iter().zip(&stored).enumerate() {
+        let opened = new_vault.open(&mut conn, p, PHONE, value).unwrap();
+        assert_eq!(opened.value(), Some(format!("+4477009001{i:02}").as_str()));
+    }
+
+    // Without the key that wraps them, data keys are a clear error, never a panic.
+    vars.set(
+        "PII_KEYS",
+        shopd::config::secrets::generate_all()
+            .into_iter()
+            .find(|(v, _)| *v == "PII_KEYS")
+            .unwrap()
+            .1
+            .replacen(':', "-other:", 1),
+    );
+    let stray = Vault::new(&Config::from_vars(&vars).unwrap().keys);
+    let err = stray
+        .open(&mut conn, &people[0], PHONE, &stored[0])
+        .unwrap_err();
+    assert!(matches!(err, VaultError::UnknownMasterKey(_)), "{err}");
+    let out = shopd_keys_rotate(&db, &vars);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in PII_KEYS"));
+}
