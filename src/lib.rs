@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod notify;
 pub mod startup;
 pub mod telemetry;
 pub mod vault;

@@ -43,6 +43,11 @@ fn init_logs() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
+/// Starts capturing log lines, as `TestApp::spawn` does, for tests that run library code without an app.
+pub fn init_capture() {
+    init_logs();
+}
+
 /// All captured log text so far.
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&init_logs().lock().unwrap()).into_owned()

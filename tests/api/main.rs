@@ -4,7 +4,9 @@
 mod cli;
 mod config;
 mod crypto;
+mod fake_twilio;
 mod health;
 mod helpers;
 mod migrations;
 mod problems;
+mod sms;

@@ -1,0 +1,3 @@
+//! Messages to people outside the shop: SMS for now.
+
+pub mod sms;
