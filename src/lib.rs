@@ -1,6 +1,7 @@
 //! shopd: the backend of a mobile shop. See `docs/architecture.md` for the module map.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;

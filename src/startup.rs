@@ -10,9 +10,30 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::api::{self, json::BodyLimit};
+use crate::auth::revocations::Revocations;
+use crate::auth::{Identity, IdentityParts};
 use crate::config::Config;
+use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
+use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
 use crate::vault::Vault;
+
+fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
+    match settings {
+        SmsSettings::Log => Arc::new(LogSender),
+        SmsSettings::Twilio {
+            account_sid,
+            auth_token,
+            from,
+            api_base,
+        } => Arc::new(TwilioSender::new(TwilioConfig {
+            account_sid: account_sid.clone(),
+            auth_token: auth_token.clone(),
+            from: from.clone(),
+            api_base: api_base.clone(),
+        })),
+    }
+}
 
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -23,6 +44,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub vault: Vault,
+    pub identity: Identity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +87,22 @@ impl Application {
                 source,
             })?
             .port();
+        let config = Arc::new(config);
+        let vault = Vault::new(&config.keys);
+        let revocations = Revocations::default();
+        revocations.spawn_poller(db.clone());
+        let identity = Identity::new(IdentityParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            config: config.clone(),
+            sms: sms_sender(&config.identity.sms),
+            revocations,
+        });
         let state = AppState {
-            vault: Vault::new(&config.keys),
-            config: Arc::new(config),
+            vault,
+            config,
             db,
+            identity,
         };
         let server = serve(listener, state.clone()).map_err(|source| StartError::Bind {
             addr: state.config.bind,

@@ -1,7 +1,10 @@
 //! HTTP: one module per route group, wire types apart from database rows. Handlers stay thin: parse, call one
 //! domain function, map the result.
 
+pub mod auth;
+pub mod authn;
 pub mod json;
+pub mod me;
 pub mod ops;
 pub mod problem;
 pub mod request_context;
@@ -18,17 +21,64 @@ use crate::error::AppError;
         title = "shopd",
         description = "The HTTP API of shopd, the backend of a mobile shop."
     ),
-    paths(ops::healthz, ops::readyz, ops::openapi),
-    components(schemas(problem::ProblemBody))
+    paths(
+        ops::healthz, ops::readyz, ops::openapi,
+        auth::signup, auth::verify, auth::resend, auth::login, auth::refresh, auth::logout,
+        auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
+        me::get, me::patch, me::export, me::erase,
+    ),
+    components(schemas(problem::ProblemBody)),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Every route, mounted on an actix `App`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // `web::resource` (not `App::route`) so that a known path with another method is a 405, not a 404.
     cfg.service(web::resource("/healthz").route(web::get().to(ops::healthz)))
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
+        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)))
+        .service(web::resource("/.well-known/jwks.json").route(web::get().to(auth::jwks)))
+        .service(web::resource("/v1/auth/signup").route(web::post().to(auth::signup)))
+        .service(web::resource("/v1/auth/signup/verify").route(web::post().to(auth::verify)))
+        .service(web::resource("/v1/auth/otp/resend").route(web::post().to(auth::resend)))
+        .service(web::resource("/v1/auth/login").route(web::post().to(auth::login)))
+        .service(web::resource("/v1/auth/refresh").route(web::post().to(auth::refresh)))
+        .service(web::resource("/v1/auth/logout").route(web::post().to(auth::logout)))
+        .service(web::resource("/v1/auth/sessions").route(web::get().to(auth::sessions)))
+        .service(web::resource("/v1/auth/sessions/{id}").route(web::delete().to(auth::end_session)))
+        .service(
+            web::resource("/v1/auth/password-reset").route(web::post().to(auth::password_reset)),
+        )
+        .service(
+            web::resource("/v1/auth/password-reset/verify")
+                .route(web::post().to(auth::password_reset_verify)),
+        )
+        .service(
+            web::resource("/v1/me")
+                .route(web::get().to(me::get))
+                .route(web::patch().to(me::patch))
+                .route(web::delete().to(me::erase)),
+        )
+        .service(web::resource("/v1/me/export").route(web::get().to(me::export)));
 }
 
 /// Extractor settings that turn path and query errors into problem+json.

@@ -40,6 +40,9 @@ pub fn problem_response(problem: &Problem) -> HttpResponse {
     };
     let mut response = HttpResponse::build(status);
     response.content_type(PROBLEM_JSON);
+    if status == StatusCode::UNAUTHORIZED {
+        response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"shopd\""));
+    }
     if let Some(after) = problem.retry_after {
         response.insert_header((header::RETRY_AFTER, after.as_secs().max(1).to_string()));
     }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::crypto::{BlindIndexKey, MasterKeyRing};
+use crate::crypto::jwt::SigningKeys;
+use crate::crypto::{BlindIndexKey, MacKey, MasterKeyRing};
 use crate::domain::Sensitive;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,11 +83,50 @@ pub struct DatabaseConfig {
     pub pool_timeout: Duration,
 }
 
-/// The keys for personal data at rest. Shared, never copied out.
+/// The keys of shopd. Shared, never copied out.
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub pii: Arc<MasterKeyRing>,
     pub blind_index: Arc<BlindIndexKey>,
+    pub otp_pepper: Arc<MacKey>,
+    pub access_tokens: Arc<SigningKeys>,
+}
+
+/// Where texts go.
+#[derive(Debug, Clone)]
+pub enum SmsSettings {
+    /// Development only: the text is written to the log.
+    Log,
+    Twilio {
+        account_sid: String,
+        auth_token: Sensitive<String>,
+        from: String,
+        api_base: url::Url,
+    },
+}
+
+/// argon2id cost. Production refuses anything below the defaults (m=19456 KiB, t=2, p=1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordHashing {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl PasswordHashing {
+    pub const PRODUCTION: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub sms: SmsSettings,
+    /// ISO 3166-1 alpha-2 regions that may be texted; `None` (development only) allows every region.
+    pub sms_allowed_regions: Option<Vec<String>>,
+    pub password_hashing: PasswordHashing,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +142,7 @@ pub struct Config {
     /// HTTP worker threads; the number of cores by default.
     pub workers: usize,
     pub keys: Keys,
+    pub identity: IdentityConfig,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -272,7 +313,16 @@ impl Config {
                 BlindIndexKey::parse(required_secret(vars, "BLIND_INDEX_KEY")?)
                     .map_err(|e| ConfigError::new("BLIND_INDEX_KEY", e.to_string()))?,
             ),
+            otp_pepper: Arc::new(
+                MacKey::parse("OTP_PEPPER", required_secret(vars, "OTP_PEPPER")?)
+                    .map_err(|e| ConfigError::new("OTP_PEPPER", e.to_string()))?,
+            ),
+            access_tokens: Arc::new(
+                SigningKeys::parse(required_secret(vars, "ACCESS_TOKEN_KEYS")?)
+                    .map_err(|e| ConfigError::new("ACCESS_TOKEN_KEYS", e.to_string()))?,
+            ),
         };
+        let identity = identity_config(vars, production)?;
 
         Ok(Self {
             environment,
@@ -289,8 +339,112 @@ impl Config {
             log_filter: vars.get("RUST_LOG").unwrap_or("info").to_owned(),
             workers,
             keys,
+            identity,
         })
     }
+}
+
+fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, ConfigError> {
+    let sms = match vars.get("SMS_PROVIDER") {
+        None if production => {
+            return Err(ConfigError::new(
+                "SMS_PROVIDER",
+                "is required when SHOPD_ENV=production (twilio)",
+            ));
+        }
+        None => SmsSettings::Log,
+        Some("log") if !production => SmsSettings::Log,
+        Some("log") => {
+            return Err(ConfigError::new(
+                "SMS_PROVIDER",
+                "`log` writes codes to the log and is refused in production",
+            ));
+        }
+        Some("twilio") => {
+            let need = |name: &str| {
+                vars.get(name)
+                    .map(str::to_owned)
+                    .ok_or_else(|| ConfigError::new(name, "is required when SMS_PROVIDER=twilio"))
+            };
+            let api_base = vars
+                .get("TWILIO_API_BASE")
+                .unwrap_or("https://api.twilio.com");
+            let api_base = url::Url::parse(api_base)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| ConfigError::new("TWILIO_API_BASE", "is not an http(s) URL"))?;
+            if production && api_base.scheme() != "https" {
+                return Err(ConfigError::new(
+                    "TWILIO_API_BASE",
+                    "must be https in production",
+                ));
+            }
+            SmsSettings::Twilio {
+                account_sid: need("TWILIO_ACCOUNT_SID")?,
+                auth_token: Sensitive::new(need("TWILIO_AUTH_TOKEN")?),
+                from: need("TWILIO_FROM")?,
+                api_base,
+            }
+        }
+        Some(other) => {
+            return Err(ConfigError::new(
+                "SMS_PROVIDER",
+                format!("`{other}` is not `log` or `twilio`"),
+            ));
+        }
+    };
+    let sms_allowed_regions = match vars.get("SMS_ALLOWED_REGIONS") {
+        None if production => {
+            return Err(ConfigError::new(
+                "SMS_ALLOWED_REGIONS",
+                "is required when SHOPD_ENV=production (the regions your customers live in, like GB,IE)",
+            ));
+        }
+        None => None,
+        Some(text) => {
+            let regions: Vec<String> = parse::list(text)
+                .into_iter()
+                .map(|r| r.to_uppercase())
+                .collect();
+            if regions.is_empty()
+                || !regions
+                    .iter()
+                    .all(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(ConfigError::new(
+                    "SMS_ALLOWED_REGIONS",
+                    "is not a list of ISO 3166-1 alpha-2 codes like GB,IE",
+                ));
+            }
+            Some(regions)
+        }
+    };
+    let defaults = PasswordHashing::PRODUCTION;
+    let password_hashing = PasswordHashing {
+        memory_kib: number(vars, "ARGON2_MEMORY_KIB", defaults.memory_kib)?,
+        iterations: number(vars, "ARGON2_ITERATIONS", defaults.iterations)?,
+        parallelism: 1,
+    };
+    if password_hashing.memory_kib < 8 || password_hashing.iterations < 1 {
+        return Err(ConfigError::new(
+            "ARGON2_MEMORY_KIB",
+            "argon2 needs m >= 8 KiB and t >= 1",
+        ));
+    }
+    if production
+        && (password_hashing.memory_kib < defaults.memory_kib
+            || password_hashing.iterations < defaults.iterations)
+    {
+        return Err(ConfigError::new(
+            "ARGON2_MEMORY_KIB",
+            "production refuses an argon2 cost below m=19456 KiB, t=2",
+        ));
+    }
+    Ok(IdentityConfig {
+        sms,
+        sms_allowed_regions,
+        password_hashing,
+    })
 }
 
 fn environment_of(vars: &Vars) -> Result<Environment, ConfigError> {

@@ -21,12 +21,22 @@ pub const SECRETS: &[SecretSpec] = &[
     SecretSpec {
         var: "PII_KEYS",
         meaning: "master keys that wrap each person's data key: kid:base64(32 bytes), first one active",
-        generate: || format!("{}:{}", dated_key_id(), random_base64(32)),
+        generate: || format!("{}:{}", crate::crypto::dated_key_id('k'), random_base64(32)),
     },
     SecretSpec {
         var: "BLIND_INDEX_KEY",
         meaning: "HMAC key for phone and e-mail lookups: base64(32 bytes)",
         generate: || random_base64(32),
+    },
+    SecretSpec {
+        var: "OTP_PEPPER",
+        meaning: "HMAC key under which one-time codes are stored: base64(32 bytes)",
+        generate: || random_base64(32),
+    },
+    SecretSpec {
+        var: "ACCESS_TOKEN_KEYS",
+        meaning: "Ed25519 keys signing access tokens: kid:base64(32-byte seed), first one signs",
+        generate: crate::crypto::jwt::SigningKeys::generate_entry,
     },
 ];
 
@@ -40,11 +50,6 @@ fn random_base64(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
     STANDARD.encode(bytes)
-}
-
-/// Key ids that sort by their date, so an operator sees which key is the newest.
-fn dated_key_id() -> String {
-    format!("k{}", chrono::Utc::now().format("%Y%m%d"))
 }
 
 /// A fresh value for every registered secret, in registry order.

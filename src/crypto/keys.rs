@@ -55,6 +55,19 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// A key id that sorts by its date and is unique within the day: `k20261125-3f9a`, so that an operator sees
+/// which key is the newest and two keys made on one day never clash.
+pub fn dated_key_id(prefix: char) -> String {
+    let mut tag = [0u8; 2];
+    getrandom::fill(&mut tag).expect("the operating system's random generator failed");
+    format!(
+        "{prefix}{}-{:02x}{:02x}",
+        chrono::Utc::now().format("%Y%m%d"),
+        tag[0],
+        tag[1]
+    )
+}
+
 /// 32 bytes of key material, wiped on drop and never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct KeyBytes(pub(crate) [u8; 32]);

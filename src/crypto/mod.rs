@@ -1,12 +1,16 @@
 //! Cryptography for personal data, free of I/O: AES-256-GCM field sealing, the master key ring, HMAC blind
-//! indexes and constant-time comparison. Only this module and the vault ever hold a raw key.
+//! indexes, HMAC keys, Ed25519 access-token keys (`jwt`) and constant-time comparison. Only this module and
+//! the vault ever hold a raw key.
 
 mod blind_index;
+pub mod jwt;
 mod keys;
+mod mac;
 mod sealed;
 
 pub use blind_index::{BlindIndexKey, IndexKind};
-pub use keys::{DataKey, KeyError, KeyId, MasterKeyRing};
+pub use keys::{DataKey, KeyError, KeyId, MasterKeyRing, dated_key_id};
+pub use mac::MacKey;
 pub use sealed::{Context, OpenError, SealedValue, open, seal};
 
 /// Compares two secrets in constant time (lengths are compared first; a length is no secret here).

@@ -141,6 +141,16 @@ impl Db {
         .map_err(|e| DbError::Task(e.to_string()))?
     }
 
+    /// `run` inside a write transaction (see `write_tx`).
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.run(move |conn| write_tx(conn, f)).await
+    }
+
     pub fn run_migrations(&self) -> Result<usize, DbError> {
         let mut conn = self.get()?;
         run_pending_migrations(&mut conn)
@@ -219,6 +229,36 @@ pub fn run_next_migration(conn: &mut DbConnection) -> Result<bool, DbError> {
         DbConnection::Postgresql(c) => next(c, POSTGRES_MIGRATIONS),
     };
     ran.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+/// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite, so concurrent writers queue on the busy
+/// timeout instead of failing when a read lock cannot be upgraded; an ordinary transaction on PostgreSQL.
+pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConnection::Postgresql(_) => conn.transaction(f),
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            let result = f(conn);
+            let DbConnection::Sqlite(c) = conn else {
+                unreachable!("the connection does not change backend")
+            };
+            match result {
+                Ok(value) => {
+                    <AnsiTransactionManager as TransactionManager<SqliteConnection>>::commit_transaction(c)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    let _ = <AnsiTransactionManager as TransactionManager<SqliteConnection>>::rollback_transaction(c);
+                    Err(e)
+                }
+            }
+        }
+    }
 }
 
 /// Establishes one connection outside any pool (for tools and tests).

@@ -88,7 +88,12 @@ fn development_keys_are_generated_once_with_mode_0600() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let keys = std::fs::read_to_string(&path).unwrap();
-    for var in ["PII_KEYS=", "BLIND_INDEX_KEY="] {
+    for var in [
+        "PII_KEYS=",
+        "BLIND_INDEX_KEY=",
+        "OTP_PEPPER=",
+        "ACCESS_TOKEN_KEYS=",
+    ] {
         assert!(keys.contains(var), "{var} in {keys}");
     }
     assert!(dir.path().join("data/shopd.db").exists());
@@ -115,7 +120,12 @@ fn keys_generate_prints_a_fresh_complete_set() {
     vars.set("SHOPD_ENV", "production");
     vars.set("DATABASE_URL", "postgres://db.internal/shop");
     vars.set("SHOP_DOMAIN", "shop.example.com");
-    shopd::config::Config::from_vars(&vars).expect("a generated set is a complete production set");
+    vars.set("SMS_PROVIDER", "twilio");
+    vars.set("TWILIO_ACCOUNT_SID", "AC123");
+    vars.set("TWILIO_AUTH_TOKEN", "token");
+    vars.set("TWILIO_FROM", "+15005550006");
+    vars.set("SMS_ALLOWED_REGIONS", "GB");
+    shopd::config::Config::from_vars(&vars).expect("a generated set holds every secret");
     assert!(
         !dir.path().join("data").exists(),
         "keys generate writes nothing"

@@ -42,6 +42,11 @@ fn each_bad_value_is_refused_naming_its_variable() {
         ("PII_KEYS", "k1:AAAA"),
         ("PII_KEYS", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
         ("BLIND_INDEX_KEY", "short"),
+        ("OTP_PEPPER", "c2hvcnQ="),
+        ("ACCESS_TOKEN_KEYS", "t1:AAAA"),
+        ("SMS_PROVIDER", "pigeon"),
+        ("SMS_ALLOWED_REGIONS", "Britain"),
+        ("ARGON2_MEMORY_KIB", "4"),
     ];
     for (var, value) in cases {
         let error = error_of(|vars| vars.set(var, *value));
@@ -63,7 +68,12 @@ fn a_duplicate_master_key_id_is_refused() {
 
 #[test]
 fn missing_secrets_are_named() {
-    for var in ["PII_KEYS", "BLIND_INDEX_KEY"] {
+    for var in [
+        "PII_KEYS",
+        "BLIND_INDEX_KEY",
+        "OTP_PEPPER",
+        "ACCESS_TOKEN_KEYS",
+    ] {
         let error = error_of(|vars| vars.set(var, ""));
         assert_eq!(error.var, var);
     }
@@ -78,6 +88,39 @@ fn production_needs_explicit_configuration() {
     vars.set("DATABASE_URL", "postgres://shop@db.internal/shop");
     assert_eq!(Config::from_vars(&vars).unwrap_err().var, "SHOP_DOMAIN");
     vars.set("SHOP_DOMAIN", "shop.example.com");
+    assert_eq!(Config::from_vars(&vars).unwrap_err().var, "SMS_PROVIDER");
+    vars.set("SMS_PROVIDER", "log");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "SMS_PROVIDER",
+        "codes never go to the log"
+    );
+    vars.set("SMS_PROVIDER", "twilio");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "TWILIO_ACCOUNT_SID"
+    );
+    vars.set("TWILIO_ACCOUNT_SID", "AC123");
+    vars.set("TWILIO_AUTH_TOKEN", "token");
+    vars.set("TWILIO_FROM", "+15005550006");
+    vars.set("TWILIO_API_BASE", "http://127.0.0.1:9");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "TWILIO_API_BASE",
+        "https only"
+    );
+    vars.set("TWILIO_API_BASE", "");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "SMS_ALLOWED_REGIONS"
+    );
+    vars.set("SMS_ALLOWED_REGIONS", "GB,IE");
+    vars.set("ARGON2_MEMORY_KIB", "1024");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "ARGON2_MEMORY_KIB"
+    );
+    vars.set("ARGON2_MEMORY_KIB", "");
     let config = Config::from_vars(&vars).unwrap();
     assert_eq!(config.environment, Environment::Production);
 }

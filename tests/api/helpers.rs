@@ -7,6 +7,8 @@ use shopd::config::{Config, DatabaseUrl, Environment, Vars, secrets};
 use shopd::startup::{AppState, Application};
 use tempfile::TempDir;
 
+use crate::fake_twilio::FakeTwilio;
+
 /// Every log line the applications of this test binary wrote. Tests check it for values that must never be
 /// logged; it is shared by all tests, which only makes that check stricter.
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -128,6 +130,9 @@ pub fn test_vars(db: &TestDb) -> Vars {
     vars.set("SHOPD_WORKERS", "1");
     vars.set("DATABASE_POOL_SIZE", "4");
     vars.set("SHOP_DOMAIN", "shop.example.com");
+    // Cheap hashing for speed; the tests of the production parameters set them back.
+    vars.set("ARGON2_MEMORY_KIB", "256");
+    vars.set("ARGON2_ITERATIONS", "1");
     vars
 }
 
@@ -137,8 +142,16 @@ pub struct TestApp {
     #[allow(dead_code)]
     pub state: AppState,
     handle: actix_web::dev::ServerHandle,
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
+    /// The configuration it was built from (for a second instance of the same deployment).
+    pub vars: Vars,
+    /// The local server speaking Twilio's Messages API that this app texts through.
+    pub twilio: FakeTwilio,
 }
+
+pub const TWILIO_SID: &str = "AC00000000000000000000000000000001";
+pub const TWILIO_TOKEN: &str = "test-twilio-auth-token";
+pub const TWILIO_FROM: &str = "+15005550006";
 
 impl TestApp {
     pub async fn spawn() -> Self {
@@ -147,11 +160,27 @@ impl TestApp {
 
     /// Starts the application with the test configuration changed by `customise`.
     pub async fn spawn_with(customise: impl FnOnce(&mut Vars)) -> Self {
+        Self::spawn_on(Arc::new(TestDb::new()), None, customise).await
+    }
+
+    /// Starts an application on `db`, with the secrets of `vars` when given (a second instance of the same
+    /// deployment passes the first one's), changed by `customise`.
+    pub async fn spawn_on(
+        db: Arc<TestDb>,
+        vars: Option<Vars>,
+        customise: impl FnOnce(&mut Vars),
+    ) -> Self {
         init_logs();
-        let db = TestDb::new();
-        let mut vars = test_vars(&db);
+        let twilio = FakeTwilio::start(TWILIO_SID, TWILIO_TOKEN, TWILIO_FROM).await;
+        let mut vars = vars.unwrap_or_else(|| test_vars(&db));
+        vars.set("SMS_PROVIDER", "twilio");
+        vars.set("TWILIO_ACCOUNT_SID", TWILIO_SID);
+        vars.set("TWILIO_AUTH_TOKEN", TWILIO_TOKEN);
+        vars.set("TWILIO_FROM", TWILIO_FROM);
+        vars.set("TWILIO_API_BASE", &twilio.base_url);
         customise(&mut vars);
         let config = Config::from_vars(&vars).expect("test configuration is valid");
+        let vars_kept = vars.clone();
         let app = Application::build(config)
             .await
             .expect("application starts");
@@ -168,6 +197,8 @@ impl TestApp {
             state,
             handle,
             db,
+            twilio,
+            vars: vars_kept,
         }
     }
 
@@ -181,6 +212,98 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+}
+
+/// A phone number no other test uses (a valid GB mobile).
+pub fn unique_phone() -> String {
+    let n = u32::from_be_bytes(shopd::config::secrets::random_bytes::<4>()) % 1_000_000;
+    format!("+447400{n:06}")
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Asserts that no captured log line holds any of `values`.
+pub fn assert_not_logged(values: &[&str]) {
+    let logs = captured_logs();
+    for value in values.iter().filter(|v| v.len() >= 6) {
+        assert!(
+            !logs.contains(value),
+            "a log line holds a secret or personal value"
+        );
+    }
+}
+
+impl TestApp {
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Starts a signup and returns the verification id.
+    pub async fn start_signup(&self, phone: &str) -> String {
+        let response = self
+            .post_json(
+                "/v1/auth/signup",
+                &serde_json::json!({"phone": phone, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["verification_id"].as_str().unwrap().to_owned()
+    }
+
+    /// The code last texted to `phone`.
+    pub fn code_for(&self, phone: &str) -> String {
+        self.twilio.last_code_for(phone).expect("a code was texted")
+    }
+
+    /// Signs a customer up with `phone` and returns the token pair (with `customer_id`).
+    pub async fn register(&self, phone: &str) -> serde_json::Value {
+        let verification_id = self.start_signup(phone).await;
+        let code = self.code_for(phone);
+        let response = self
+            .post_json(
+                "/v1/auth/signup/verify",
+                &serde_json::json!({"verification_id": verification_id, "code": code}),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    pub async fn login(&self, phone: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/v1/auth/login",
+            &serde_json::json!({"phone": phone, "password": password}),
+        )
+        .await
+    }
+
+    /// A direct database connection, for tests that move the clock of a row.
+    pub fn conn(&self) -> shopd::db::PooledConn {
+        self.state.db.get().unwrap()
     }
 }
 

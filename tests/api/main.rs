@@ -7,6 +7,7 @@ mod crypto;
 mod fake_twilio;
 mod health;
 mod helpers;
+mod identity;
 mod migrations;
 mod problems;
 mod sms;

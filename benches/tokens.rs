@@ -1,0 +1,46 @@
+//! Signing and verifying a typical customer access token (EdDSA over Ed25519).
+//! `cargo bench --bench tokens`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use shopd::crypto::jwt::{Audience, Claims, Expectations, SigningKeys};
+
+fn bench(c: &mut Criterion) {
+    let keys = SigningKeys::parse(&format!(
+        "{},{}",
+        SigningKeys::generate_entry(),
+        "older:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+    ))
+    .unwrap();
+    let now = 1_764_000_000;
+    let claims = Claims {
+        iss: "https://shop.example".to_owned(),
+        aud: Audience::Customer,
+        sub: "0193a6f2-7c1e-7d3a-9b2f-2c4d5e6f7a8b".to_owned(),
+        sid: "0193a6f2-8000-7000-8000-000000000001".to_owned(),
+        jti: "0193a6f2-8000-7000-8000-000000000002".to_owned(),
+        iat: now,
+        nbf: now,
+        exp: now + 900,
+        auth_time: now - 60,
+        role: None,
+    };
+    let expect = Expectations {
+        issuer: "https://shop.example",
+        audience: Audience::Customer,
+        now,
+    };
+    let token = keys.sign(&claims);
+    assert_eq!(keys.verify(&token, &expect), Ok(claims.clone()));
+
+    let mut group = c.benchmark_group("access-token-customer");
+    group.bench_function("sign", |b| b.iter(|| keys.sign(black_box(&claims))));
+    group.bench_function("verify", |b| {
+        b.iter(|| keys.verify(black_box(&token), &expect).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

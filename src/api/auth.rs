@@ -1,0 +1,323 @@
+//! `/v1/auth/*`: signup with a texted code, login, refresh, logout, sessions, password reset.
+
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::authn::{CustomerAuth, client_ip, user_agent};
+use super::json::ApiJson;
+use crate::auth::LogoutScope;
+use crate::auth::sessions::Issued;
+use crate::domain::Sensitive;
+use crate::error::AppResult;
+use crate::startup::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    /// In international form, like `+44 7400 900123`.
+    phone: String,
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
+    password: Sensitive<String>,
+    name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerificationResponse {
+    verification_id: uuid::Uuid,
+    /// Seconds the code stays valid.
+    expires_in: u64,
+    /// Seconds before a resend is allowed.
+    resend_after: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    verification_id: String,
+    #[schema(value_type = String)]
+    code: Sensitive<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendRequest {
+    verification_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResendResponse {
+    resend_after: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    phone: String,
+    #[schema(value_type = String)]
+    password: Sensitive<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(value_type = String)]
+    refresh_token: Sensitive<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    scope: Option<LogoutScope>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    phone: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetVerifyRequest {
+    verification_id: String,
+    #[schema(value_type = String)]
+    code: Sensitive<String>,
+    #[schema(value_type = String)]
+    new_password: Sensitive<String>,
+}
+
+/// A token pair.
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    refresh_expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
+}
+
+impl TokenPair {
+    fn from(issued: Issued, with_customer: bool) -> Self {
+        Self {
+            customer_id: with_customer.then(|| issued.subject_id.clone()),
+            access_token: issued.access_token.into_inner(),
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            refresh_token: issued.refresh_token.into_inner(),
+            refresh_expires_in: issued.refresh_expires_in,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    id: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    last_used_at: chrono::DateTime<chrono::Utc>,
+    client: String,
+    current: bool,
+}
+
+pub fn no_store(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn verification(v: crate::auth::VerificationStarted) -> VerificationResponse {
+    VerificationResponse {
+        verification_id: v.verification_id,
+        expires_in: v.expires_in,
+        resend_after: v.resend_after,
+    }
+}
+
+/// Start a signup: texts a code to the phone (or, when it has an account already, a text saying so).
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "identity", request_body = SignupRequest, responses(
+    (status = 202, body = VerificationResponse),
+    (status = 422, description = "invalid_phone, region_not_allowed, weak_password, invalid_name"),
+    (status = 429, description = "too many texts"), (status = 502, description = "sms_unavailable")))]
+pub async fn signup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<SignupRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    let started = state
+        .identity
+        .signup(&b.phone, b.password, b.name, client_ip(&req))
+        .await?;
+    Ok(no_store(
+        HttpResponse::Accepted().json(verification(started)),
+    ))
+}
+
+/// Finish a signup with the texted code: the account exists from here on.
+#[utoipa::path(post, path = "/v1/auth/signup/verify", tag = "identity", request_body = VerifyRequest, responses(
+    (status = 201, body = TokenPair),
+    (status = 422, description = "invalid_code, code_expired, verification_locked, verification_used"),
+    (status = 404, description = "verification_not_found")))]
+pub async fn verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<VerifyRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    let issued = state
+        .identity
+        .verify_signup(&b.verification_id, b.code.expose(), user_agent(&req))
+        .await?;
+    Ok(no_store(
+        HttpResponse::Created().json(TokenPair::from(issued, true)),
+    ))
+}
+
+/// Text the code again (not within 60 s of the last text; at most 5 texts a phone an hour).
+#[utoipa::path(post, path = "/v1/auth/otp/resend", tag = "identity", request_body = ResendRequest, responses(
+    (status = 202, body = ResendResponse), (status = 429, description = "too soon")))]
+pub async fn resend(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<ResendRequest>,
+) -> AppResult<HttpResponse> {
+    let resend_after = state
+        .identity
+        .resend(&body.0.verification_id, client_ip(&req))
+        .await?;
+    Ok(HttpResponse::Accepted().json(ResendResponse { resend_after }))
+}
+
+/// Log in with phone and password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "identity", request_body = LoginRequest, responses(
+    (status = 200, body = TokenPair),
+    (status = 401, description = "invalid_credentials, for a wrong password and an unknown phone alike"),
+    (status = 429, description = "login_throttled")))]
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<LoginRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    let issued = state
+        .identity
+        .login(&b.phone, b.password, client_ip(&req), user_agent(&req))
+        .await?;
+    Ok(no_store(
+        HttpResponse::Ok().json(TokenPair::from(issued, false)),
+    ))
+}
+
+/// Spend a refresh token for a new pair in the same session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "identity", request_body = RefreshRequest, responses(
+    (status = 200, body = TokenPair),
+    (status = 401, description = "invalid_refresh_token, session_ended, refresh_token_reused")))]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: ApiJson<RefreshRequest>,
+) -> AppResult<HttpResponse> {
+    let issued = state.identity.refresh(body.0.refresh_token).await?;
+    Ok(no_store(
+        HttpResponse::Ok().json(TokenPair::from(issued, false)),
+    ))
+}
+
+/// End this session (`local`, the default), the others, or all of them.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "identity", request_body = LogoutRequest,
+    responses((status = 204)), security(("bearer" = [])))]
+pub async fn logout(
+    state: web::Data<AppState>,
+    who: CustomerAuth,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    // The body is optional; when there is one it must be a valid request.
+    let scope = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        super::json::parse::<LogoutRequest>(&body)?.scope
+    };
+    let scope = scope.unwrap_or(LogoutScope::Local);
+    state
+        .identity
+        .logout(&who.customer_id, &who.session_id, scope)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The customer's live sessions.
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "identity",
+    responses((status = 200, body = [SessionView])), security(("bearer" = [])))]
+pub async fn sessions(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<HttpResponse> {
+    let list: Vec<SessionView> = state
+        .identity
+        .sessions(&who.customer_id, &who.session_id)
+        .await?
+        .into_iter()
+        .map(|s| SessionView {
+            id: s.id,
+            created_at: s.created_at.and_utc(),
+            last_used_at: s.last_used_at.and_utc(),
+            client: s.client,
+            current: s.current,
+        })
+        .collect();
+    Ok(no_store(HttpResponse::Ok().json(list)))
+}
+
+/// End one of the customer's own sessions.
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "identity",
+    responses((status = 204), (status = 404)), security(("bearer" = [])))]
+pub async fn end_session(
+    state: web::Data<AppState>,
+    who: CustomerAuth,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    state
+        .identity
+        .end_own_session(&who.customer_id, &id)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ask for a password reset code. 202 whether or not the phone has an account.
+#[utoipa::path(post, path = "/v1/auth/password-reset", tag = "identity", request_body = ResetRequest,
+    responses((status = 202, body = VerificationResponse)))]
+pub async fn password_reset(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<ResetRequest>,
+) -> AppResult<HttpResponse> {
+    let started = state
+        .identity
+        .start_password_reset(&body.0.phone, client_ip(&req))
+        .await?;
+    Ok(HttpResponse::Accepted().json(verification(started)))
+}
+
+/// Set a new password with the texted code; every session ends.
+#[utoipa::path(post, path = "/v1/auth/password-reset/verify", tag = "identity", request_body = ResetVerifyRequest,
+    responses((status = 204), (status = 422, description = "invalid_code, weak_password, …")))]
+pub async fn password_reset_verify(
+    state: web::Data<AppState>,
+    body: ApiJson<ResetVerifyRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    state
+        .identity
+        .finish_password_reset(&b.verification_id, b.code.expose(), b.new_password)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The public keys that verify access tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "identity", responses((status = 200)))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .json(state.identity.tokens.keys.jwks())
+}

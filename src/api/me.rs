@@ -1,0 +1,157 @@
+//! `/v1/me`: the profile (masked), its changes, the GDPR export and erasure.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::no_store;
+use super::authn::CustomerAuth;
+use super::json::ApiJson;
+use crate::auth::{Profile, ProfileChange};
+use crate::domain::Sensitive;
+use crate::error::AppResult;
+use crate::startup::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct ProfileView {
+    id: String,
+    name: Option<String>,
+    /// Like `+44•••••••123`.
+    phone_masked: Option<String>,
+    /// Like `j•••@example.com`.
+    email_masked: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Profile> for ProfileView {
+    fn from(p: Profile) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.map(Sensitive::into_inner),
+            phone_masked: p.phone_masked,
+            email_masked: p.email_masked,
+            created_at: p.created_at.and_utc(),
+        }
+    }
+}
+
+/// Present-and-null (clear) apart from absent (leave as is).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    #[schema(value_type = String)]
+    password: Sensitive<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportView {
+    id: String,
+    phone: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    sessions: Vec<ExportSession>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportSession {
+    id: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    last_used_at: chrono::DateTime<chrono::Utc>,
+    client: String,
+    current: bool,
+}
+
+/// The customer's profile, with the phone and e-mail masked.
+#[utoipa::path(get, path = "/v1/me", tag = "profile", responses((status = 200, body = ProfileView)),
+    security(("bearer" = [])))]
+pub async fn get(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<HttpResponse> {
+    let profile = state.identity.profile(&who.customer_id).await?;
+    Ok(no_store(
+        HttpResponse::Ok().json(ProfileView::from(profile)),
+    ))
+}
+
+/// Change the name or the e-mail (`null` clears).
+#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = ProfilePatch,
+    responses((status = 200, body = ProfileView), (status = 422, description = "invalid_name, invalid_email")),
+    security(("bearer" = [])))]
+pub async fn patch(
+    state: web::Data<AppState>,
+    who: CustomerAuth,
+    body: ApiJson<ProfilePatch>,
+) -> AppResult<HttpResponse> {
+    let change = ProfileChange {
+        name: body.0.name,
+        email: body.0.email,
+    };
+    let profile = state
+        .identity
+        .update_profile(&who.customer_id, change)
+        .await?;
+    Ok(no_store(
+        HttpResponse::Ok().json(ProfileView::from(profile)),
+    ))
+}
+
+/// Every personal value, decrypted (GDPR access). Needs a login within the last 5 minutes.
+#[utoipa::path(get, path = "/v1/me/export", tag = "profile",
+    responses((status = 200, body = ExportView), (status = 401, description = "reauthentication_required")),
+    security(("bearer" = [])))]
+pub async fn export(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<HttpResponse> {
+    let e = state
+        .identity
+        .export(&who.customer_id, &who.session_id, who.auth_time)
+        .await?;
+    let view = ExportView {
+        id: e.id,
+        phone: e.phone.map(Sensitive::into_inner),
+        name: e.name.map(Sensitive::into_inner),
+        email: e.email.map(Sensitive::into_inner),
+        created_at: e.created_at.and_utc(),
+        updated_at: e.updated_at.and_utc(),
+        sessions: e
+            .sessions
+            .into_iter()
+            .map(|s| ExportSession {
+                id: s.id,
+                created_at: s.created_at.and_utc(),
+                last_used_at: s.last_used_at.and_utc(),
+                client: s.client,
+                current: s.current,
+            })
+            .collect(),
+    };
+    Ok(no_store(HttpResponse::Ok().json(view)))
+}
+
+/// Erase the account: every session ends and every personal value is destroyed.
+#[utoipa::path(delete, path = "/v1/me", tag = "profile", request_body = EraseRequest,
+    responses((status = 204), (status = 401, description = "invalid_credentials")), security(("bearer" = [])))]
+pub async fn erase(
+    state: web::Data<AppState>,
+    who: CustomerAuth,
+    body: ApiJson<EraseRequest>,
+) -> AppResult<HttpResponse> {
+    state
+        .identity
+        .erase(&who.customer_id, body.0.password)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

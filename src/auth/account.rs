@@ -1,0 +1,560 @@
+//! Login, refresh, logout and sessions; password reset; the profile; the GDPR export and erasure.
+
+use std::net::IpAddr;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::sessions::{self, Issued, Refreshed, SessionRow, now};
+use super::signup::{self, PendingText, customer_field, started};
+use super::{Identity, PASSWORD_RESET, RECENT_LOGIN, VerificationStarted, otp, throttle};
+use crate::crypto::IndexKind;
+use crate::crypto::jwt::Audience;
+use crate::db::DbConnection;
+use crate::db::schema::customers;
+use crate::domain::{Email, NewPassword, Sensitive, mask_e164, mask_email};
+use crate::error::{AppError, AppResult, Problem};
+use crate::vault::Opened;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogoutScope {
+    Local,
+    Others,
+    Global,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub client: String,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: String,
+    pub name: Option<Sensitive<String>>,
+    pub phone_masked: Option<String>,
+    pub email_masked: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// A change to the profile: `Some(None)` clears a field, `None` leaves it.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub name: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+}
+
+#[derive(Debug)]
+pub struct ExportedCustomer {
+    pub id: String,
+    pub phone: Option<Sensitive<String>>,
+    pub name: Option<Sensitive<String>>,
+    pub email: Option<Sensitive<String>>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub sessions: Vec<SessionInfo>,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = customers)]
+struct CustomerRow {
+    id: String,
+    phone: Option<Vec<u8>>,
+    name: Option<Vec<u8>>,
+    email: Option<Vec<u8>>,
+    password_hash: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    erased_at: Option<NaiveDateTime>,
+}
+
+fn invalid_credentials() -> AppError {
+    Problem::unauthorized(
+        "invalid_credentials",
+        "The phone number or the password is wrong.",
+    )
+    .into()
+}
+
+fn load_customer(conn: &mut DbConnection, id: &str) -> AppResult<CustomerRow> {
+    let row: CustomerRow = customers::table
+        .find(id)
+        .select(CustomerRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(AppError::NotFound)?;
+    if row.erased_at.is_some() {
+        return Err(AppError::NotFound);
+    }
+    Ok(row)
+}
+
+impl Identity {
+    fn open_customer(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        column: &str,
+        value: &Option<Vec<u8>>,
+    ) -> AppResult<Option<Sensitive<String>>> {
+        Ok(match value {
+            None => None,
+            Some(sealed) => match self
+                .vault
+                .open(conn, id, customer_field(column, id), sealed)?
+            {
+                Opened::Value(v) => Some(v),
+                Opened::Erased => None,
+            },
+        })
+    }
+
+    /// `POST /v1/auth/login`: the same 401 for a wrong password and an unknown phone.
+    pub async fn login(
+        &self,
+        phone: &str,
+        password: Sensitive<String>,
+        ip: IpAddr,
+        client: String,
+    ) -> AppResult<Issued> {
+        let phone = self.parse_phone(phone)?;
+        self.logins_per_ip.hit(ip).map_err(|wait| {
+            AppError::from(Problem::too_many(
+                wait,
+                "Too many logins from this address.",
+            ))
+        })?;
+        let account_key = self.vault.blind_index(IndexKind::Phone, phone.e164());
+        let key = account_key.clone();
+        let (customer, delay) = self
+            .db
+            .run(move |conn| -> AppResult<_> {
+                let delay = throttle::login_delay(conn, &key, now())?;
+                let customer: Option<(String, Option<String>)> = customers::table
+                    .filter(customers::phone_index.eq(&key))
+                    .filter(customers::erased_at.is_null())
+                    .select((customers::id, customers::password_hash))
+                    .first(conn)
+                    .optional()?;
+                Ok((customer, delay))
+            })
+            .await?;
+        if let Some(wait) = delay {
+            return Err(Problem {
+                code: "login_throttled",
+                ..Problem::too_many(wait, "Too many failed logins; wait before trying again.")
+            }
+            .into());
+        }
+        let stored = customer.as_ref().and_then(|(_, h)| h.clone());
+        let verdict = self.hasher.verify(password.clone(), stored).await?;
+        let this = self.clone();
+        if !verdict.matches {
+            self.db
+                .write(move |conn| -> AppResult<()> {
+                    Ok(throttle::record_login_failure(conn, &account_key, now())?)
+                })
+                .await?;
+            return Err(invalid_credentials());
+        }
+        let (customer_id, _) = customer.expect("a match implies an account");
+        let rehash = if verdict.needs_rehash {
+            Some(self.hasher.hash(password).await?)
+        } else {
+            None
+        };
+        self.db
+            .write(move |conn| -> AppResult<Issued> {
+                throttle::clear_login_failures(conn, &account_key)?;
+                if let Some(hash) = rehash {
+                    diesel::update(customers::table.find(&customer_id))
+                        .set(customers::password_hash.eq(Some(hash)))
+                        .execute(conn)?;
+                }
+                this.tokens
+                    .start(conn, Audience::Customer, &customer_id, None, &client)
+            })
+            .await
+    }
+
+    /// `POST /v1/auth/refresh`.
+    pub async fn refresh(&self, token: Sensitive<String>) -> AppResult<Issued> {
+        let this = self.clone();
+        let outcome = self
+            .db
+            .write(move |conn| {
+                this.tokens
+                    .refresh(conn, Audience::Customer, token.expose())
+            })
+            .await?;
+        match outcome {
+            Refreshed::Pair(issued) => Ok(issued),
+            Refreshed::Reused { session_id } => {
+                self.revocations.ended_here([&session_id]);
+                tracing::warn!(session_id, "refresh token reused: session ended");
+                Err(Problem::unauthorized(
+                    "refresh_token_reused",
+                    "This refresh token was used already; the session has ended. Log in again.",
+                )
+                .into())
+            }
+        }
+    }
+
+    pub async fn logout(
+        &self,
+        customer_id: &str,
+        session_id: &str,
+        scope: LogoutScope,
+    ) -> AppResult<()> {
+        let (subject, sid) = (customer_id.to_owned(), session_id.to_owned());
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<Vec<String>> {
+                Ok(match scope {
+                    LogoutScope::Local => {
+                        sessions::end_session(conn, &sid, "logout")?;
+                        vec![sid]
+                    }
+                    LogoutScope::Others => {
+                        sessions::end_sessions_of(conn, &subject, Some(&sid), "logout_others")?
+                    }
+                    LogoutScope::Global => {
+                        sessions::end_sessions_of(conn, &subject, None, "logout_global")?
+                    }
+                })
+            })
+            .await?;
+        self.revocations.ended_here(&ended);
+        Ok(())
+    }
+
+    pub async fn sessions(&self, customer_id: &str, current: &str) -> AppResult<Vec<SessionInfo>> {
+        let (subject, current) = (customer_id.to_owned(), current.to_owned());
+        let rows = self
+            .db
+            .run(move |conn| -> AppResult<Vec<SessionRow>> {
+                Ok(sessions::live_sessions(conn, &subject, Audience::Customer)?)
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| session_info(r, &current))
+            .collect())
+    }
+
+    /// Ends one of the customer's own sessions; another customer's is a 404.
+    pub async fn end_own_session(&self, customer_id: &str, session_id: &str) -> AppResult<()> {
+        let (subject, sid) = (customer_id.to_owned(), session_id.to_owned());
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<String> {
+                let owner: Option<String> = crate::db::schema::sessions::table
+                    .find(&sid)
+                    .filter(crate::db::schema::sessions::audience.eq("customer"))
+                    .select(crate::db::schema::sessions::subject_id)
+                    .first(conn)
+                    .optional()?;
+                if owner.as_deref() != Some(subject.as_str()) {
+                    return Err(AppError::NotFound);
+                }
+                sessions::end_session(conn, &sid, "ended_by_customer")?;
+                Ok(sid)
+            })
+            .await?;
+        self.revocations.ended_here([&ended]);
+        Ok(())
+    }
+
+    /// `POST /v1/auth/password-reset`: 202 whether or not the phone has an account.
+    pub async fn start_password_reset(
+        &self,
+        phone: &str,
+        ip: IpAddr,
+    ) -> AppResult<VerificationStarted> {
+        let phone = self.parse_phone(phone)?;
+        self.limit_texts(ip)?;
+        let id = uuid::Uuid::new_v4();
+        let code = otp::generate_code();
+        let this = self.clone();
+        let (vid, p, c) = (id.to_string(), phone.clone(), code.clone());
+        let known = self
+            .db
+            .write(move |conn| signup::insert_reset(conn, &this, &vid, &p, c.expose()))
+            .await?;
+        if known {
+            // Sent in the background, so an unknown phone and a known one answer alike and at the same
+            // speed; a text that did not go out is asked for again with a resend.
+            let this = self.clone();
+            let body = self.code_text(PASSWORD_RESET, code.expose());
+            let vid = id.to_string();
+            tokio::spawn(async move {
+                let _ = this.deliver(&vid, PendingText { phone, body }).await;
+            });
+        }
+        Ok(started(id))
+    }
+
+    /// `POST /v1/auth/password-reset/verify`: a new password, and every session ends.
+    pub async fn finish_password_reset(
+        &self,
+        verification_id: &str,
+        code: &str,
+        new_password: Sensitive<String>,
+    ) -> AppResult<()> {
+        let password = NewPassword::parse(new_password.expose(), &[])
+            .map_err(|e| Problem::invalid("weak_password", "new_password", e.to_string()))?;
+        let hash = self
+            .hasher
+            .hash(Sensitive::new(password.expose().to_owned()))
+            .await?;
+        let this = self.clone();
+        let (vid, code) = (verification_id.to_owned(), code.to_owned());
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<Result<Vec<String>, AppError>> {
+                let row = match signup::check_code(conn, &this, &vid, PASSWORD_RESET, &code)? {
+                    Ok(row) => row,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                let customer_id = row.person_id;
+                load_customer(conn, &customer_id)?;
+                diesel::update(customers::table.find(&customer_id))
+                    .set((
+                        customers::password_hash.eq(Some(&hash)),
+                        customers::updated_at.eq(now()),
+                    ))
+                    .execute(conn)?;
+                diesel::insert_into(crate::db::schema::security_events::table)
+                    .values((
+                        crate::db::schema::security_events::id.eq(uuid::Uuid::now_v7().to_string()),
+                        crate::db::schema::security_events::subject_id.eq(&customer_id),
+                        crate::db::schema::security_events::kind.eq("password_changed"),
+                        crate::db::schema::security_events::created_at.eq(now()),
+                    ))
+                    .execute(conn)?;
+                Ok(Ok(sessions::end_sessions_of(
+                    conn,
+                    &customer_id,
+                    None,
+                    "password_reset",
+                )?))
+            })
+            .await??;
+        self.revocations.ended_here(&ended);
+        Ok(())
+    }
+
+    pub async fn profile(&self, customer_id: &str) -> AppResult<Profile> {
+        let this = self.clone();
+        let id = customer_id.to_owned();
+        self.db
+            .run(move |conn| -> AppResult<Profile> {
+                let row = load_customer(conn, &id)?;
+                let phone = this.open_customer(conn, &id, "phone", &row.phone)?;
+                let name = this.open_customer(conn, &id, "name", &row.name)?;
+                let email = this.open_customer(conn, &id, "email", &row.email)?;
+                Ok(Profile {
+                    id,
+                    name,
+                    phone_masked: phone.map(|p| mask_e164(p.expose())),
+                    email_masked: email.map(|e| mask_email(e.expose())),
+                    created_at: row.created_at,
+                })
+            })
+            .await
+    }
+
+    pub async fn update_profile(
+        &self,
+        customer_id: &str,
+        change: ProfileChange,
+    ) -> AppResult<Profile> {
+        let name = match change.name {
+            Some(Some(n)) => {
+                let n = n.trim().to_owned();
+                if n.is_empty()
+                    || n.chars().count() > signup::MAX_NAME_CHARS
+                    || n.chars().any(char::is_control)
+                {
+                    return Err(Problem::invalid(
+                        "invalid_name",
+                        "name",
+                        "A name has 1 to 100 characters.",
+                    )
+                    .into());
+                }
+                Some(Some(n))
+            }
+            other => other,
+        };
+        let email = match change.email {
+            Some(Some(e)) => Some(Some(Email::parse(&e).map_err(|_| {
+                Problem::invalid("invalid_email", "email", "Not a valid e-mail address.")
+            })?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let this = self.clone();
+        let id = customer_id.to_owned();
+        self.db
+            .write(move |conn| -> AppResult<()> {
+                load_customer(conn, &id)?;
+                if let Some(name) = name {
+                    let sealed = match name {
+                        Some(n) => {
+                            Some(
+                                this.vault
+                                    .seal(conn, &id, customer_field("name", &id), &n)?,
+                            )
+                        }
+                        None => None,
+                    };
+                    diesel::update(customers::table.find(&id))
+                        .set(customers::name.eq(sealed))
+                        .execute(conn)?;
+                }
+                if let Some(email) = email {
+                    let (sealed, index) = match email {
+                        Some(e) => (
+                            Some(this.vault.seal(
+                                conn,
+                                &id,
+                                customer_field("email", &id),
+                                e.as_str(),
+                            )?),
+                            Some(this.vault.blind_index(IndexKind::Email, e.as_str())),
+                        ),
+                        None => (None, None),
+                    };
+                    diesel::update(customers::table.find(&id))
+                        .set((
+                            customers::email.eq(sealed),
+                            customers::email_index.eq(index),
+                        ))
+                        .execute(conn)?;
+                }
+                diesel::update(customers::table.find(&id))
+                    .set(customers::updated_at.eq(now()))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await?;
+        self.profile(customer_id).await
+    }
+
+    /// `GET /v1/me/export`: every personal value decrypted; needs a login within the last 5 minutes.
+    pub async fn export(
+        &self,
+        customer_id: &str,
+        session_id: &str,
+        auth_time: i64,
+    ) -> AppResult<ExportedCustomer> {
+        let age = chrono::Utc::now().timestamp() - auth_time;
+        if age < 0 || age > RECENT_LOGIN.as_secs() as i64 {
+            return Err(Problem::unauthorized(
+                "reauthentication_required",
+                "Log in again (within the last 5 minutes) to export your data.",
+            )
+            .into());
+        }
+        let this = self.clone();
+        let (id, current) = (customer_id.to_owned(), session_id.to_owned());
+        self.db
+            .run(move |conn| -> AppResult<ExportedCustomer> {
+                let row = load_customer(conn, &id)?;
+                let sessions = sessions::live_sessions(conn, &id, Audience::Customer)?
+                    .into_iter()
+                    .map(|s| session_info(s, &current))
+                    .collect();
+                Ok(ExportedCustomer {
+                    phone: this.open_customer(conn, &id, "phone", &row.phone)?,
+                    name: this.open_customer(conn, &id, "name", &row.name)?,
+                    email: this.open_customer(conn, &id, "email", &row.email)?,
+                    id: row.id,
+                    created_at: row.created_at,
+                    updated_at: row.updated_at,
+                    sessions,
+                })
+            })
+            .await
+    }
+
+    /// `DELETE /v1/me`: erasure. Every session ends, the data key is destroyed (crypto-shredding), the blind
+    /// indexes go; the row stays, with no personal value, for the orders that refer to it.
+    pub async fn erase(&self, customer_id: &str, password: Sensitive<String>) -> AppResult<()> {
+        let id = customer_id.to_owned();
+        let stored = self
+            .db
+            .run(move |conn| -> AppResult<Option<String>> {
+                Ok(load_customer(conn, &id)?.password_hash)
+            })
+            .await?;
+        if !self.hasher.verify(password, stored).await?.matches {
+            return Err(invalid_credentials());
+        }
+        self.erase_customer(customer_id).await
+    }
+
+    /// Erasure without the password check, for an admin acting on the customer's request.
+    pub async fn erase_customer(&self, customer_id: &str) -> AppResult<()> {
+        let this = self.clone();
+        let id = customer_id.to_owned();
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<Vec<String>> {
+                load_customer(conn, &id)?;
+                let ended = sessions::end_sessions_of(conn, &id, None, "erased")?;
+                this.vault.shred(conn, &id)?;
+                // Every other trace keyed by the phone's blind index goes too.
+                let phone_index: Option<Vec<u8>> = customers::table
+                    .find(&id)
+                    .select(customers::phone_index)
+                    .first(conn)?;
+                if let Some(index) = phone_index {
+                    use crate::db::schema::{login_failures, sms_sends, verifications};
+                    diesel::delete(
+                        verifications::table.filter(verifications::phone_index.eq(&index)),
+                    )
+                    .execute(conn)?;
+                    diesel::delete(sms_sends::table.filter(sms_sends::phone_index.eq(&index)))
+                        .execute(conn)?;
+                    diesel::delete(
+                        login_failures::table.filter(login_failures::account_key.eq(&index)),
+                    )
+                    .execute(conn)?;
+                }
+                diesel::update(customers::table.find(&id))
+                    .set((
+                        customers::phone_index.eq(None::<Vec<u8>>),
+                        customers::email_index.eq(None::<Vec<u8>>),
+                        customers::phone.eq(None::<Vec<u8>>),
+                        customers::name.eq(None::<Vec<u8>>),
+                        customers::email.eq(None::<Vec<u8>>),
+                        customers::password_hash.eq(None::<String>),
+                        customers::erased_at.eq(Some(now())),
+                        customers::updated_at.eq(now()),
+                    ))
+                    .execute(conn)?;
+                Ok(ended)
+            })
+            .await?;
+        self.revocations.ended_here(&ended);
+        Ok(())
+    }
+}
+
+fn session_info(row: SessionRow, current: &str) -> SessionInfo {
+    SessionInfo {
+        current: row.id == current,
+        id: row.id,
+        created_at: row.created_at,
+        last_used_at: row.last_used_at,
+        client: row.client,
+    }
+}

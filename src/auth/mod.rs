@@ -1,0 +1,151 @@
+//! Customer identity: phone-verified signup, login, sessions and tokens, password reset, the profile, and
+//! the customer's export and erasure. Staff share the session and token machinery.
+
+mod account;
+pub mod otp;
+pub mod passwords;
+pub mod revocations;
+pub mod sessions;
+mod signup;
+pub mod throttle;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::crypto::MacKey;
+use crate::db::Db;
+use crate::domain::{Phone, Sensitive};
+use crate::error::{AppResult, Problem};
+use crate::notify::sms::{SmsMessage, SmsSender};
+use crate::vault::Vault;
+
+pub use account::{ExportedCustomer, LogoutScope, Profile, ProfileChange, SessionInfo};
+pub use signup::VerificationStarted;
+
+use passwords::Hasher;
+use revocations::Revocations;
+use sessions::TokenIssuer;
+use throttle::IpLimiter;
+
+pub const CODE_TTL: Duration = Duration::from_secs(300);
+pub const RESEND_AFTER: Duration = Duration::from_secs(60);
+pub const TEXTS_PER_PHONE_PER_HOUR: i64 = 5;
+/// `GET /v1/me/export` needs a login at most this long ago.
+pub const RECENT_LOGIN: Duration = Duration::from_secs(300);
+
+pub const SIGNUP: &str = "signup";
+pub const PASSWORD_RESET: &str = "password_reset";
+
+/// The customer-identity service: what the handlers call.
+#[derive(Clone)]
+pub struct Identity {
+    pub(crate) db: Db,
+    pub(crate) vault: Vault,
+    pub(crate) pepper: Arc<MacKey>,
+    pub(crate) hasher: Hasher,
+    pub(crate) sms: Arc<dyn SmsSender>,
+    pub tokens: TokenIssuer,
+    pub revocations: Revocations,
+    pub(crate) shop_domain: String,
+    pub(crate) allowed_regions: Option<Vec<String>>,
+    pub(crate) texts_per_ip: IpLimiter,
+    pub(crate) logins_per_ip: IpLimiter,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("shop_domain", &self.shop_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct IdentityParts {
+    pub db: Db,
+    pub vault: Vault,
+    pub config: Arc<crate::config::Config>,
+    pub sms: Arc<dyn SmsSender>,
+    pub revocations: Revocations,
+}
+
+impl Identity {
+    pub fn new(parts: IdentityParts) -> Self {
+        let config = parts.config;
+        Self {
+            db: parts.db,
+            vault: parts.vault,
+            pepper: config.keys.otp_pepper.clone(),
+            hasher: Hasher::new(config.identity.password_hashing),
+            sms: parts.sms,
+            tokens: TokenIssuer {
+                keys: config.keys.access_tokens.clone(),
+                issuer: format!("https://{}", config.shop_domain),
+            },
+            revocations: parts.revocations,
+            shop_domain: config.shop_domain.clone(),
+            allowed_regions: config.identity.sms_allowed_regions.clone(),
+            texts_per_ip: IpLimiter::new(30, Duration::from_secs(3600)),
+            logins_per_ip: IpLimiter::new(60, Duration::from_secs(60)),
+        }
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    pub(crate) fn parse_phone(&self, text: &str) -> AppResult<Phone> {
+        let phone = Phone::parse(text)
+            .map_err(|e| Problem::invalid("invalid_phone", "phone", e.to_string()))?;
+        if let Some(allowed) = &self.allowed_regions
+            && !allowed.iter().any(|r| r == phone.region())
+        {
+            return Err(Problem::invalid(
+                "region_not_allowed",
+                "phone",
+                "This shop does not send texts to numbers of that country.",
+            )
+            .into());
+        }
+        Ok(phone)
+    }
+
+    pub(crate) fn limit_texts(&self, ip: IpAddr) -> AppResult<()> {
+        self.texts_per_ip.hit(ip).map_err(|wait| {
+            Problem::too_many(wait, "Too many texts requested from this address.").into()
+        })
+    }
+
+    pub(crate) async fn send_text(
+        &self,
+        to: &Phone,
+        body: String,
+    ) -> Result<(), crate::notify::sms::SmsError> {
+        let message = SmsMessage {
+            to: Sensitive::new(to.e164().to_owned()),
+            body: Sensitive::new(body),
+        };
+        self.sms.send(&message).await
+    }
+
+    /// The text that carries a code, ending with the origin-bound line for SMS autofill.
+    pub(crate) fn code_text(&self, purpose: &str, code: &str) -> String {
+        let what = if purpose == SIGNUP {
+            "sign-up"
+        } else {
+            "password reset"
+        };
+        format!(
+            "Your {domain} {what} code is {code}. It expires in 5 minutes; never share it.\n\n@{domain} #{code}",
+            domain = self.shop_domain
+        )
+    }
+
+    pub(crate) fn account_exists_text(&self) -> String {
+        format!(
+            "Someone tried to sign up at {domain} with this number, which already has an account. \
+             If it was you, log in or reset your password; if not, ignore this text.",
+            domain = self.shop_domain
+        )
+    }
+}

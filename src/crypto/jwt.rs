@@ -1,0 +1,957 @@
+//! Access tokens: compact JWS (JWT) signed with EdDSA over Ed25519 (RFC 8037), on `ed25519-dalek` directly.
+//!
+//! `ACCESS_TOKEN_KEYS` holds `kid:base64(32-byte Ed25519 seed)` entries: the first one signs, all of them
+//! verify, so a key is rotated by putting a new one first and dropping the old one once its tokens expired.
+//! Verification is strict and in this order: size and shape, header (`alg` must be exactly `EdDSA`, `kid` must
+//! name a configured key), the signature (`verify_strict`), and only then the claims.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{KeyBytes, KeyError, KeyId};
+
+/// Who a token is for. A token is only ever accepted where its audience is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    Customer,
+    Staff,
+}
+
+/// The claims of an access token. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: Audience,
+    pub sub: String,
+    pub sid: String,
+    pub jti: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// What the verifier requires of a token besides a good signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Expectations<'a> {
+    pub issuer: &'a str,
+    pub audience: Audience,
+    /// The current time, Unix seconds.
+    pub now: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's signing algorithm is not supported")]
+    UnsupportedAlgorithm,
+    #[error("the token names no known signing key")]
+    UnknownKey,
+    #[error("the token's signature is not valid")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued by someone else")]
+    WrongIssuer,
+    #[error("the token is meant for another audience")]
+    WrongAudience,
+}
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: i64 = 30;
+
+/// Longer tokens are refused before any decoding. A customer token of ours is about 490 bytes.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+const ALG: &str = "EdDSA";
+const TYP: &str = "JWT";
+
+/// The header we write.
+#[derive(Serialize)]
+struct HeaderOut<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+/// The header we read. Unknown members are ignored (none of them is ever used to find a key); a repeated
+/// member is an error, so no two parsers can disagree on which `alg` or `kid` a token carries.
+#[derive(Deserialize)]
+struct HeaderIn {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    /// We understand no extension, so a token that marks any as critical is refused (RFC 7515 §4.1.11).
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// The access token keys (`ACCESS_TOKEN_KEYS`): a comma-separated list `kid:base64(32-byte Ed25519 seed)`;
+/// the first key signs, all verify. Only the active seed is kept (inside `ed25519_dalek::SigningKey`, which
+/// wipes it on drop); the older seeds are wiped as soon as their public keys are derived.
+pub struct SigningKeys {
+    active: SigningKey,
+    /// `base64url({"alg":"EdDSA","typ":"JWT","kid":"<active kid>"})`, the same for every token.
+    header_b64: String,
+    /// Every key, the active one first, decoded once here so that verification decodes no key.
+    verifiers: Vec<(KeyId, VerifyingKey)>,
+}
+
+impl SigningKeys {
+    /// Parses `kid:base64,kid:base64,…`, with the rules and errors of `MasterKeyRing::parse`.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let mut active: Option<SigningKey> = None;
+        let mut verifiers: Vec<(KeyId, VerifyingKey)> = Vec::new();
+        for (i, entry) in text.split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
+            }
+            let (kid, material) = entry.split_once(':').ok_or(KeyError::Malformed(i + 1))?;
+            let id = KeyId::parse(kid.trim())?;
+            if verifiers.iter().any(|(known, _)| *known == id) {
+                return Err(KeyError::DuplicateId(id.as_str().to_owned()));
+            }
+            let seed = KeyBytes::from_base64(id.as_str(), material)?;
+            let key = SigningKey::from_bytes(&seed.0);
+            verifiers.push((id, key.verifying_key()));
+            if active.is_none() {
+                active = Some(key);
+            }
+        }
+        let active = active.ok_or(KeyError::Empty)?;
+        let header = HeaderOut {
+            alg: ALG,
+            typ: TYP,
+            kid: verifiers[0].0.as_str(),
+        };
+        let header_b64 =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"));
+        Ok(Self {
+            active,
+            header_b64,
+            verifiers,
+        })
+    }
+
+    /// A fresh `kid:base64seed` entry from the operating system's generator, its key id dated (`t20261125`) so
+    /// that an operator sees which key is the newest.
+    pub fn generate_entry() -> String {
+        let mut seed = KeyBytes([0u8; 32]);
+        getrandom::fill(&mut seed.0).expect("the operating system's random generator failed");
+        format!(
+            "{}:{}",
+            super::keys::dated_key_id('t'),
+            STANDARD.encode(seed.0.as_slice())
+        )
+    }
+
+    /// The id of the key that signs.
+    pub fn active_id(&self) -> &KeyId {
+        &self.verifiers[0].0
+    }
+
+    /// The ids of every key, the active one first.
+    pub fn ids(&self) -> impl Iterator<Item = &KeyId> {
+        self.verifiers.iter().map(|(id, _)| id)
+    }
+
+    /// Signs `claims` with the active key: `{"alg":"EdDSA","typ":"JWT","kid":"<active kid>"}`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 92);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = self.active.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        token
+    }
+
+    /// Verifies `token` and returns its claims if it is signed by one of our keys and meets `expect`.
+    pub fn verify(&self, token: &str, expect: &Expectations<'_>) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+
+        let header: HeaderIn = decode_object(header_b64)?;
+        if header.alg != ALG {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        if header.crit.is_some() || header.typ.is_some_and(|t| !t.eq_ignore_ascii_case(TYP)) {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let (_, key) = self
+            .verifiers
+            .iter()
+            .find(|(id, _)| id.as_str() == kid)
+            .ok_or(TokenError::UnknownKey)?;
+
+        let signature = Signature::from_slice(&decode_segment(signature_b64)?)
+            .map_err(|_| TokenError::BadSignature)?;
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        key.verify_strict(signing_input.as_bytes(), &signature)
+            .map_err(|_| TokenError::BadSignature)?;
+
+        // From here on the payload is ours.
+        let claims: Claims = decode_object(payload_b64)?;
+        if claims.exp <= expect.now.saturating_sub(LEEWAY_SECS) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > expect.now.saturating_add(LEEWAY_SECS) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iss != expect.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if claims.aud != expect.audience {
+            return Err(TokenError::WrongAudience);
+        }
+        Ok(claims)
+    }
+
+    /// The public keys as a JWK Set (RFC 7517, RFC 8037), every key, the active one first.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .verifiers
+            .iter()
+            .map(|(id, key)| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "x": URL_SAFE_NO_PAD.encode(key.as_bytes()),
+                    "kid": id.as_str(),
+                    "alg": ALG,
+                    "use": "sig",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+/// base64url without padding, canonical only (no stray trailing bits), as JWS requires.
+fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed)
+}
+
+/// A segment holding a JSON object. Serde would also read a struct from an array (`["EdDSA"]`), which no
+/// other JWT implementation accepts, so anything but an object is refused first.
+fn decode_object<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
+    let json = decode_segment(segment)?;
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(TokenError::Malformed);
+    }
+    serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
+}
+
+impl fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("ids", &self.ids().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// Seeds 0..=31 and 32..=63, standard base64 as in `ACCESS_TOKEN_KEYS`.
+    const SEED_NEW: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const SEED_OLD: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    const ISS: &str = "https://shop.example";
+    const NOW: i64 = 1_764_000_000;
+
+    fn ring() -> SigningKeys {
+        SigningKeys::parse(&format!("new:{SEED_NEW}, old:{SEED_OLD}")).unwrap()
+    }
+
+    fn claims_at(now: i64, aud: Audience) -> Claims {
+        Claims {
+            iss: ISS.to_owned(),
+            aud,
+            sub: "0193a6f2-7c1e-7d3a-9b2f-2c4d5e6f7a8b".to_owned(),
+            sid: "0193a6f2-8000-7000-8000-000000000001".to_owned(),
+            jti: "0193a6f2-8000-7000-8000-000000000002".to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + 900,
+            auth_time: now - 60,
+            role: None,
+        }
+    }
+
+    fn claims(aud: Audience) -> Claims {
+        claims_at(NOW, aud)
+    }
+
+    fn expect(aud: Audience) -> Expectations<'static> {
+        Expectations {
+            issuer: ISS,
+            audience: aud,
+            now: NOW,
+        }
+    }
+
+    fn b64(bytes: impl AsRef<[u8]>) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A token with any header and payload, correctly signed by the active key: what an attacker who could
+    /// sign would send, so that each check is seen to hold on its own, not only because the signature fails.
+    fn forge(keys: &SigningKeys, header: &str, payload: &[u8]) -> String {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let signature = keys.active.sign(input.as_bytes());
+        format!("{input}.{}", b64(signature.to_bytes()))
+    }
+
+    fn segments(token: &str) -> Vec<String> {
+        token.split('.').map(str::to_owned).collect()
+    }
+
+    /// Replaces the character in the middle of `segment` with another base64url character.
+    fn change_middle_char(segment: &str) -> String {
+        let mut chars: Vec<char> = segment.chars().collect();
+        let i = chars.len() / 2;
+        chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+        chars.into_iter().collect()
+    }
+
+    #[test]
+    fn signs_and_verifies_a_round_trip() {
+        let keys = ring();
+        let mut staff = claims(Audience::Staff);
+        staff.role = Some("manager".to_owned());
+        for claims in [claims(Audience::Customer), staff] {
+            let token = keys.sign(&claims);
+            assert_eq!(keys.verify(&token, &expect(claims.aud)), Ok(claims));
+        }
+        let token = keys.sign(&claims(Audience::Customer));
+        let header: serde_json::Value =
+            serde_json::from_slice(&decode_segment(&segments(&token)[0]).unwrap()).unwrap();
+        assert_eq!(header, json!({"alg": "EdDSA", "typ": "JWT", "kid": "new"}));
+        let payload = String::from_utf8(decode_segment(&segments(&token)[1]).unwrap()).unwrap();
+        assert!(
+            !payload.contains("role"),
+            "no role member when there is no role"
+        );
+        assert!(payload.contains(r#""aud":"customer""#));
+        assert!(token.len() < 600, "{} bytes", token.len());
+    }
+
+    #[test]
+    fn a_token_signed_by_an_older_key_still_verifies() {
+        let before_rotation = SigningKeys::parse(&format!("old:{SEED_OLD}")).unwrap();
+        let token = before_rotation.sign(&claims(Audience::Customer));
+        assert_eq!(
+            ring().verify(&token, &expect(Audience::Customer)),
+            Ok(claims(Audience::Customer))
+        );
+        // and once the old key is retired, it no longer does
+        let after_retirement = SigningKeys::parse(&format!("new:{SEED_NEW}")).unwrap();
+        assert_eq!(
+            after_retirement.verify(&token, &expect(Audience::Customer)),
+            Err(TokenError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn the_jwks_lists_every_public_key() {
+        let keys = ring();
+        let jwks = keys.jwks();
+        let listed = jwks["keys"].as_array().unwrap();
+        assert_eq!(listed.len(), 2);
+        for ((id, key), jwk) in keys.verifiers.iter().zip(listed) {
+            assert_eq!(
+                *jwk,
+                json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": b64(key.as_bytes()),
+                    "kid": id.as_str(), "alg": "EdDSA", "use": "sig",
+                })
+            );
+        }
+        assert_eq!(listed[0]["kid"], "new");
+        assert_eq!(listed[1]["kid"], "old");
+        assert!(!jwks.to_string().contains(SEED_NEW.trim_end_matches('=')));
+    }
+
+    /// RFC 8037 appendix A: the example key's public `x` and the signature of the A.4 signing input.
+    #[test]
+    fn matches_the_rfc_8037_ed25519_example() {
+        let keys = SigningKeys::parse("rfc:nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=").unwrap();
+        assert_eq!(
+            keys.jwks()["keys"][0]["x"],
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        );
+        let signature = keys
+            .active
+            .sign(b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc");
+        assert_eq!(
+            b64(signature.to_bytes()),
+            "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+        );
+    }
+
+    fn unix_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    /// The independent `jsonwebtoken` crate accepts our token, knowing only the JWKS `x`.
+    #[test]
+    fn jsonwebtoken_verifies_our_token_from_the_jwks_alone() {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+
+        let keys = ring();
+        let now = unix_now();
+        let mut claims = claims_at(now, Audience::Staff);
+        claims.role = Some("owner".to_owned());
+        let token = keys.sign(&claims);
+
+        let jwks = keys.jwks();
+        let header = decode_header(&token).unwrap();
+        let kid = header.kid.as_deref().unwrap();
+        let jwk = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap();
+        let key = DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&["staff"]);
+        validation.set_issuer(&[ISS]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        let decoded = decode::<Claims>(&token, &key, &validation).unwrap();
+        assert_eq!(decoded.claims, claims);
+
+        // and it refuses the token where the customer audience is expected
+        validation.set_audience(&["customer"]);
+        assert!(decode::<Claims>(&token, &key, &validation).is_err());
+    }
+
+    /// And we accept a token made by `jsonwebtoken` from the same seed (PKCS#8 v1 wrapping, RFC 8410).
+    #[test]
+    fn we_verify_a_token_made_by_jsonwebtoken() {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend_from_slice(&STANDARD.decode(SEED_OLD).unwrap());
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("old".to_owned());
+        let token = encode(
+            &header,
+            &claims(Audience::Customer),
+            &EncodingKey::from_ed_der(&der),
+        )
+        .unwrap();
+        assert_eq!(
+            ring().verify(&token, &expect(Audience::Customer)),
+            Ok(claims(Audience::Customer))
+        );
+    }
+
+    #[test]
+    fn refuses_alg_none() {
+        let keys = ring();
+        let payload = b64(serde_json::to_vec(&claims(Audience::Customer)).unwrap());
+        for alg in ["none", "None", "NONE", ""] {
+            let header = b64(json!({"alg": alg, "typ": "JWT", "kid": "new"}).to_string());
+            let unsigned = format!("{header}.{payload}.");
+            assert_eq!(
+                keys.verify(&unsigned, &expect(Audience::Customer)),
+                Err(TokenError::UnsupportedAlgorithm),
+                "{alg:?}"
+            );
+            let two_segments = format!("{header}.{payload}");
+            assert_eq!(
+                keys.verify(&two_segments, &expect(Audience::Customer)),
+                Err(TokenError::Malformed)
+            );
+        }
+        // nor does an EdDSA header make an empty signature acceptable
+        let header = b64(json!({"alg": "EdDSA", "typ": "JWT", "kid": "new"}).to_string());
+        assert_eq!(
+            keys.verify(&format!("{header}.{payload}."), &expect(Audience::Customer)),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    /// The key-confusion attack: HS256 with the public key as the HMAC secret.
+    #[test]
+    fn refuses_hs256_made_with_the_public_key() {
+        use hmac::{Hmac, KeyInit, Mac};
+
+        let keys = ring();
+        let jwks = keys.jwks();
+        let x = jwks["keys"][0]["x"].as_str().unwrap();
+        let public_raw = keys.verifiers[0].1.to_bytes();
+        let header = b64(json!({"alg": "HS256", "typ": "JWT", "kid": "new"}).to_string());
+        let payload = b64(serde_json::to_vec(&claims(Audience::Staff)).unwrap());
+        let input = format!("{header}.{payload}");
+        for secret in [&public_raw[..], x.as_bytes()] {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+            mac.update(input.as_bytes());
+            let token = format!("{input}.{}", b64(mac.finalize().into_bytes()));
+            assert_eq!(
+                keys.verify(&token, &expect(Audience::Staff)),
+                Err(TokenError::UnsupportedAlgorithm)
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_every_other_spelling_of_the_algorithm() {
+        let keys = ring();
+        let payload = serde_json::to_vec(&claims(Audience::Customer)).unwrap();
+        for alg in [
+            "eddsa", "EDDSA", "Ed25519", "EdDSA ", " EdDSA", "ES256", "RS256", "HS512",
+        ] {
+            let header = json!({"alg": alg, "kid": "new"}).to_string();
+            assert_eq!(
+                keys.verify(
+                    &forge(&keys, &header, &payload),
+                    &expect(Audience::Customer)
+                ),
+                Err(TokenError::UnsupportedAlgorithm),
+                "{alg}"
+            );
+        }
+        for header in [
+            r#"{"kid":"new"}"#,
+            r#"{"alg":["EdDSA"],"kid":"new"}"#,
+            r#"{"alg":null}"#,
+        ] {
+            assert_eq!(
+                keys.verify(&forge(&keys, header, &payload), &expect(Audience::Customer)),
+                Err(TokenError::Malformed),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_headers_that_could_be_read_two_ways_or_need_extensions() {
+        let keys = ring();
+        let payload = serde_json::to_vec(&claims(Audience::Customer)).unwrap();
+        for header in [
+            r#"{"alg":"EdDSA","alg":"none","kid":"new"}"#,
+            r#"{"alg":"EdDSA","kid":"old","kid":"new"}"#,
+            r#"{"alg":"EdDSA","kid":"new","crit":["b64"],"b64":false}"#,
+            r#"{"alg":"EdDSA","kid":"new","typ":"JWE"}"#,
+            r#"["EdDSA"]"#,
+            "not json",
+        ] {
+            assert_eq!(
+                keys.verify(&forge(&keys, header, &payload), &expect(Audience::Customer)),
+                Err(TokenError::Malformed),
+                "{header}"
+            );
+        }
+        // members we do not use are ignored, and never used to find a key
+        let header = r#"{"alg":"EdDSA","kid":"new","typ":"jwt","jku":"https://evil.example/jwks","x5u":"x"}"#;
+        assert!(
+            keys.verify(&forge(&keys, header, &payload), &expect(Audience::Customer))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_and_missing_key_ids() {
+        let keys = ring();
+        let payload = serde_json::to_vec(&claims(Audience::Customer)).unwrap();
+        for header in [
+            r#"{"alg":"EdDSA","kid":"other"}"#,
+            r#"{"alg":"EdDSA","kid":""}"#,
+            r#"{"alg":"EdDSA","kid":"NEW"}"#,
+            r#"{"alg":"EdDSA","kid":null}"#,
+            r#"{"alg":"EdDSA","typ":"JWT"}"#,
+        ] {
+            assert_eq!(
+                keys.verify(&forge(&keys, header, &payload), &expect(Audience::Customer)),
+                Err(TokenError::UnknownKey),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_token_signed_by_a_foreign_key_under_our_key_id() {
+        let stranger = SigningKeys::parse(&format!("new:{SEED_OLD}")).unwrap();
+        let token = stranger.sign(&claims(Audience::Customer));
+        assert_eq!(
+            ring().verify(&token, &expect(Audience::Customer)),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn refuses_the_wrong_audience_and_issuer() {
+        let keys = ring();
+        let customer = keys.sign(&claims(Audience::Customer));
+        assert_eq!(
+            keys.verify(&customer, &expect(Audience::Staff)),
+            Err(TokenError::WrongAudience)
+        );
+        let staff = keys.sign(&claims(Audience::Staff));
+        assert_eq!(
+            keys.verify(&staff, &expect(Audience::Customer)),
+            Err(TokenError::WrongAudience)
+        );
+        let elsewhere = Expectations {
+            issuer: "https://shop.example/",
+            ..expect(Audience::Customer)
+        };
+        assert_eq!(
+            keys.verify(&customer, &elsewhere),
+            Err(TokenError::WrongIssuer)
+        );
+    }
+
+    #[test]
+    fn expiry_and_not_before_allow_exactly_the_leeway() {
+        let keys = ring();
+        let at = |now| Expectations {
+            now,
+            ..expect(Audience::Customer)
+        };
+        let token = keys.sign(&claims(Audience::Customer));
+        let exp = NOW + 900;
+        assert!(keys.verify(&token, &at(exp)).is_ok());
+        assert!(keys.verify(&token, &at(exp + LEEWAY_SECS - 1)).is_ok());
+        assert_eq!(
+            keys.verify(&token, &at(exp + LEEWAY_SECS)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            keys.verify(&token, &at(exp + 86_400)),
+            Err(TokenError::Expired)
+        );
+
+        let nbf = NOW;
+        assert!(keys.verify(&token, &at(nbf - LEEWAY_SECS)).is_ok());
+        assert_eq!(
+            keys.verify(&token, &at(nbf - LEEWAY_SECS - 1)),
+            Err(TokenError::NotYetValid)
+        );
+
+        // the clock at its extremes neither overflows nor accepts
+        assert_eq!(keys.verify(&token, &at(i64::MAX)), Err(TokenError::Expired));
+        assert_eq!(
+            keys.verify(&token, &at(i64::MIN)),
+            Err(TokenError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn refuses_a_tampered_payload() {
+        let keys = ring();
+        let token = keys.sign(&claims(Audience::Customer));
+        let parts = segments(&token);
+
+        let one_char = format!(
+            "{}.{}.{}",
+            parts[0],
+            change_middle_char(&parts[1]),
+            parts[2]
+        );
+        assert_eq!(
+            keys.verify(&one_char, &expect(Audience::Customer)),
+            Err(TokenError::BadSignature)
+        );
+
+        // the escalation an attacker wants: the same signature on a staff payload
+        let mut escalated = claims(Audience::Staff);
+        escalated.role = Some("owner".to_owned());
+        let swapped = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(serde_json::to_vec(&escalated).unwrap()),
+            parts[2]
+        );
+        assert_eq!(
+            keys.verify(&swapped, &expect(Audience::Staff)),
+            Err(TokenError::BadSignature)
+        );
+
+        // a header swapped for another spelling of the same header is also a different signing input
+        let respelled = format!(
+            "{}.{}.{}",
+            b64(r#"{"kid":"new","alg":"EdDSA","typ":"JWT"}"#),
+            parts[1],
+            parts[2]
+        );
+        assert_eq!(
+            keys.verify(&respelled, &expect(Audience::Customer)),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn refuses_a_tampered_signature() {
+        let keys = ring();
+        let token = keys.sign(&claims(Audience::Customer));
+        let parts = segments(&token);
+        let expect = expect(Audience::Customer);
+
+        let one_char = format!(
+            "{}.{}.{}",
+            parts[0],
+            parts[1],
+            change_middle_char(&parts[2])
+        );
+        assert_eq!(
+            keys.verify(&one_char, &expect),
+            Err(TokenError::BadSignature)
+        );
+
+        let signature = decode_segment(&parts[2]).unwrap();
+        for wrong_length in [
+            &signature[..63],
+            &[][..],
+            &[signature.as_slice(), &[0]].concat(),
+        ] {
+            let token = format!("{}.{}.{}", parts[0], parts[1], b64(wrong_length));
+            assert_eq!(keys.verify(&token, &expect), Err(TokenError::BadSignature));
+        }
+
+        // malleability: S + L is the same signature to a lax verifier, and must be refused
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut malleated = signature.clone();
+        let mut carry = 0u16;
+        for (byte, l) in malleated[32..].iter_mut().zip(L) {
+            let sum = u16::from(*byte) + u16::from(l) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0);
+        let token = format!("{}.{}.{}", parts[0], parts[1], b64(&malleated));
+        assert_eq!(keys.verify(&token, &expect), Err(TokenError::BadSignature));
+
+        // the signature of another token
+        let other = keys.sign(&claims(Audience::Staff));
+        let token = format!("{}.{}.{}", parts[0], parts[1], segments(&other)[2]);
+        assert_eq!(keys.verify(&token, &expect), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn refuses_anything_but_three_canonical_base64url_segments() {
+        let keys = ring();
+        let token = keys.sign(&claims(Audience::Customer));
+        let parts = segments(&token);
+        let expect = expect(Audience::Customer);
+        let oversized = format!("{token}{}", "A".repeat(MAX_TOKEN_LEN));
+        assert!(
+            token.contains(['-', '_']),
+            "the standard-alphabet case below needs one"
+        );
+        for bad in [
+            String::new(),
+            ".".to_owned(),
+            "..".to_owned(),
+            "...".to_owned(),
+            "garbage".to_owned(),
+            "not.a.token".to_owned(),
+            "\u{0}\u{ffff}.\u{1F600}.é".to_owned(),
+            format!("{}.{}", parts[0], parts[1]),
+            format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2]),
+            format!("{token}."),
+            format!(".{token}"),
+            format!(" {token}"),
+            format!("{token}\n"),
+            format!("Bearer {token}"),
+            format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
+            format!("{}.{}.{}==", parts[0], parts[1], parts[2]),
+            token.replace('-', "+").replace('_', "/"),
+            oversized,
+        ] {
+            assert_eq!(
+                keys.verify(&bad, &expect),
+                Err(TokenError::Malformed),
+                "{bad:?}"
+            );
+        }
+        // a payload we signed ourselves is still checked for shape
+        // serde alone would read these claims from an array in field order
+        let c = claims(Audience::Customer);
+        let as_array = json!([
+            c.iss,
+            "customer",
+            c.sub,
+            c.sid,
+            c.jti,
+            c.iat,
+            c.nbf,
+            c.exp,
+            c.auth_time
+        ])
+        .to_string()
+        .into_bytes();
+        assert_eq!(serde_json::from_slice::<Claims>(&as_array).ok(), Some(c));
+        for payload in [
+            &b"{}"[..],
+            b"null",
+            b"\xff",
+            br#"{"aud":"admin"}"#,
+            &as_array,
+        ] {
+            assert_eq!(
+                keys.verify(
+                    &forge(&keys, r#"{"alg":"EdDSA","kid":"new"}"#, payload),
+                    &expect
+                ),
+                Err(TokenError::Malformed)
+            );
+        }
+        let mut missing_exp = serde_json::to_value(claims(Audience::Customer)).unwrap();
+        missing_exp.as_object_mut().unwrap().remove("exp");
+        let token = forge(
+            &keys,
+            r#"{"alg":"EdDSA","kid":"new"}"#,
+            missing_exp.to_string().as_bytes(),
+        );
+        assert_eq!(keys.verify(&token, &expect), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn parse_refuses_bad_rings_with_a_reason() {
+        assert_eq!(SigningKeys::parse("").unwrap_err(), KeyError::Empty);
+        assert_eq!(SigningKeys::parse(" , ").unwrap_err(), KeyError::Empty);
+        assert_eq!(
+            SigningKeys::parse(SEED_NEW).unwrap_err(),
+            KeyError::Malformed(1)
+        );
+        assert_eq!(
+            SigningKeys::parse("a:%%%").unwrap_err(),
+            KeyError::BadBase64("a".to_owned())
+        );
+        assert_eq!(
+            SigningKeys::parse("a:AAAA").unwrap_err(),
+            KeyError::BadLength("a".to_owned(), 3)
+        );
+        assert!(matches!(
+            SigningKeys::parse(&format!("a:{SEED_NEW}{SEED_NEW}")),
+            Err(KeyError::BadBase64(_) | KeyError::BadLength(..))
+        ));
+        assert!(matches!(
+            SigningKeys::parse(&format!("a b:{SEED_NEW}")),
+            Err(KeyError::BadKeyId(_))
+        ));
+        assert_eq!(
+            SigningKeys::parse(&format!("a:{SEED_NEW},a:{SEED_OLD}")).unwrap_err(),
+            KeyError::DuplicateId("a".to_owned())
+        );
+    }
+
+    #[test]
+    fn debug_shows_key_ids_and_never_material() {
+        let keys = ring();
+        let shown = format!("{keys:?}");
+        assert!(shown.contains("new") && shown.contains("old"), "{shown}");
+        for seed in [SEED_NEW, SEED_OLD] {
+            let raw = STANDARD.decode(seed).unwrap();
+            assert!(!shown.contains(seed.trim_end_matches('=')));
+            assert!(!shown.contains(&b64(&raw)));
+            assert!(!shown.contains(format!("{:?}", &raw[..8]).trim_end_matches(']')));
+            assert!(!shown.contains(&hex::encode(&raw[..8])));
+        }
+    }
+
+    #[test]
+    fn generates_entries_that_parse() {
+        let entry = SigningKeys::generate_entry();
+        let (kid, seed) = entry.split_once(':').unwrap();
+        assert!(
+            kid.starts_with('t') && kid.len() == 14 && &kid[9..10] == "-",
+            "{kid}"
+        );
+        assert!(kid[1..9].bytes().all(|b| b.is_ascii_digit()), "{kid}");
+        let other = SigningKeys::generate_entry();
+        assert_ne!(
+            other.split_once(':').unwrap().0,
+            kid,
+            "two keys of one day do not clash"
+        );
+        assert_eq!(STANDARD.decode(seed).unwrap().len(), 32);
+        let keys = SigningKeys::parse(&entry).unwrap();
+        assert_eq!(keys.active_id().as_str(), kid);
+        let token = keys.sign(&claims(Audience::Customer));
+        assert!(keys.verify(&token, &expect(Audience::Customer)).is_ok());
+        assert_ne!(
+            SigningKeys::generate_entry().split_once(':').unwrap().1,
+            seed
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in any::<String>()) {
+            let _ = ring().verify(&text, &expect(Audience::Customer));
+        }
+
+        #[test]
+        fn arbitrary_dotted_base64url_never_panics_or_verifies(
+            text in "[A-Za-z0-9_-]{0,120}\\.[A-Za-z0-9_-]{0,400}\\.[A-Za-z0-9_-]{0,90}"
+        ) {
+            prop_assert!(ring().verify(&text, &expect(Audience::Customer)).is_err());
+        }
+
+        #[test]
+        fn arbitrary_header_json_never_panics(header in any::<String>(), sig in any::<Vec<u8>>()) {
+            let token = format!("{}.e30.{}", b64(&header), b64(&sig));
+            prop_assert!(ring().verify(&token, &expect(Audience::Customer)).is_err());
+        }
+
+        /// Changing any one character of a good token, anywhere, makes it fail.
+        #[test]
+        fn any_single_character_change_is_refused(
+            position in any::<prop::sample::Index>(),
+            replacement in prop::sample::select(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ "
+                    .chars()
+                    .collect::<Vec<_>>()
+            ),
+        ) {
+            let keys = ring();
+            let token = keys.sign(&claims(Audience::Customer));
+            let i = position.index(token.len());
+            prop_assume!(token.as_bytes()[i] != replacement as u8);
+            let mut changed = token.clone();
+            changed.replace_range(i..=i, replacement.encode_utf8(&mut [0; 4]));
+            prop_assert!(keys.verify(&changed, &expect(Audience::Customer)).is_err());
+        }
+    }
+}
