@@ -91,6 +91,7 @@ impl Application {
         let vault = Vault::new(&config.keys);
         let revocations = Revocations::default();
         revocations.spawn_poller(db.clone());
+        crate::auth::purge::spawn(db.clone());
         let identity = Identity::new(IdentityParts {
             db: db.clone(),
             vault: vault.clone(),

@@ -4,6 +4,7 @@
 mod account;
 pub mod otp;
 pub mod passwords;
+pub mod purge;
 pub mod revocations;
 pub mod sessions;
 mod signup;

@@ -53,20 +53,42 @@ impl Phone {
     }
 }
 
-/// Masks an E.164 number, keeping the `+`, up to three leading digits of the country code and the last three.
+/// A phone number fit for a log: the country code and the last 3 digits of an E.164 number, every other digit
+/// a `•` (`+447700900123` → `+44•••••••123`). Anything that is not E.164 (`+` and 7 to 15 ASCII digits) gives
+/// `•••`, showing nothing.
 pub fn mask_e164(e164: &str) -> String {
-    let digits: Vec<char> = e164.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() < 7 {
-        return "•••".to_owned();
+    const HIDDEN: &str = "•••";
+    let Some(digits) = e164.strip_prefix('+') else {
+        return HIDDEN.to_owned();
+    };
+    if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return HIDDEN.to_owned();
     }
-    let head = if e164.starts_with("+1") { 1 } else { 2 };
-    let tail = 3;
-    let hidden = digits.len() - head - tail;
-    let mut out = String::from("+");
-    out.extend(&digits[..head]);
-    out.extend(std::iter::repeat_n('•', hidden));
-    out.extend(&digits[digits.len() - tail..]);
-    out
+    let country = country_code_len(digits);
+    let tail = digits.len() - 3;
+    format!(
+        "+{}{}{}",
+        &digits[..country],
+        "•".repeat(tail - country),
+        &digits[tail..]
+    )
+}
+
+/// The length of the country code an E.164 number (without `+`) starts with. Country codes are prefix-free:
+/// 1 and 7 are one digit, the two-digit ones are listed, all others are three digits.
+fn country_code_len(digits: &str) -> usize {
+    const TWO_DIGIT: [&str; 44] = [
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    ];
+    if digits.starts_with('1') || digits.starts_with('7') {
+        1
+    } else if digits.get(..2).is_some_and(|two| TWO_DIGIT.contains(&two)) {
+        2
+    } else {
+        3
+    }
 }
 
 impl fmt::Debug for Phone {
@@ -105,6 +127,33 @@ mod tests {
             "+4474009001234567890",
         ] {
             assert!(Phone::parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn mask_e164_keeps_the_country_code_and_the_last_three_digits() {
+        assert_eq!(mask_e164("+447700900123"), "+44•••••••123");
+        assert_eq!(mask_e164("+15005550006"), "+1•••••••006");
+        assert_eq!(mask_e164("+79161234567"), "+7•••••••567");
+        assert_eq!(mask_e164("+353861234567"), "+353••••••567");
+        assert_eq!(mask_e164("+4915112345678"), "+49••••••••678");
+        assert_eq!(mask_e164("+6831234"), "+683•234");
+    }
+
+    #[test]
+    fn mask_e164_shows_nothing_of_what_is_not_e164() {
+        for text in [
+            "",
+            "+",
+            "447700900123",
+            "07700 900123",
+            "+44 7700 900123",
+            "+44770090012x",
+            "+123456",
+            "+1234567890123456",
+            "+٤٤٧٧٠٠٩٠٠١٢٣",
+        ] {
+            assert_eq!(mask_e164(text), "•••", "{text:?}");
         }
     }
 

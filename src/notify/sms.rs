@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use url::Url;
 
-use crate::domain::Sensitive;
+use crate::domain::{Sensitive, mask_e164};
 
 /// One text message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub trait SmsSender: Send + Sync + 'static {
 }
 
 /// Development only: writes the text to the log instead of sending it. The ONLY place a code may ever appear
-/// in a log; production must never be wired to it. The phone is masked (`mask_phone`), the body is in full.
+/// in a log; production must never be wired to it. The phone is masked (`domain::mask_e164`), the body is in full.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogSender;
 
@@ -63,50 +63,12 @@ impl SmsSender for LogSender {
     ) -> Pin<Box<dyn Future<Output = Result<(), SmsError>> + Send + 'a>> {
         Box::pin(async move {
             tracing::info!(
-                to = %mask_phone(message.to.expose()),
+                to = %mask_e164(message.to.expose()),
                 body = ?message.body.expose(),
                 "SMS (development: logged, not sent)"
             );
             Ok(())
         })
-    }
-}
-
-/// A phone number fit for a log: the country code and the last 3 digits of an E.164 number, every other digit
-/// a `•` (`+447700900123` → `+44•••••••123`). Anything that is not E.164 (`+` and 7 to 15 ASCII digits) gives
-/// `•••`, showing nothing.
-pub fn mask_phone(e164: &str) -> String {
-    const HIDDEN: &str = "•••";
-    let Some(digits) = e164.strip_prefix('+') else {
-        return HIDDEN.to_owned();
-    };
-    if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return HIDDEN.to_owned();
-    }
-    let country = country_code_len(digits);
-    let tail = digits.len() - 3;
-    format!(
-        "+{}{}{}",
-        &digits[..country],
-        "•".repeat(tail - country),
-        &digits[tail..]
-    )
-}
-
-/// The length of the country code an E.164 number (without `+`) starts with. Country codes are prefix-free:
-/// 1 and 7 are one digit, the two-digit ones are listed, all others are three digits.
-fn country_code_len(digits: &str) -> usize {
-    const TWO_DIGIT: [&str; 44] = [
-        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
-        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
-        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
-    ];
-    if digits.starts_with('1') || digits.starts_with('7') {
-        1
-    } else if digits.get(..2).is_some_and(|two| TWO_DIGIT.contains(&two)) {
-        2
-    } else {
-        3
     }
 }
 
@@ -410,33 +372,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-
-    #[test]
-    fn mask_phone_keeps_the_country_code_and_the_last_three_digits() {
-        assert_eq!(mask_phone("+447700900123"), "+44•••••••123");
-        assert_eq!(mask_phone("+15005550006"), "+1•••••••006");
-        assert_eq!(mask_phone("+79161234567"), "+7•••••••567");
-        assert_eq!(mask_phone("+353861234567"), "+353••••••567");
-        assert_eq!(mask_phone("+4915112345678"), "+49••••••••678");
-        assert_eq!(mask_phone("+6831234"), "+683•234");
-    }
-
-    #[test]
-    fn mask_phone_shows_nothing_of_what_is_not_e164() {
-        for text in [
-            "",
-            "+",
-            "447700900123",
-            "07700 900123",
-            "+44 7700 900123",
-            "+44770090012x",
-            "+123456",
-            "+1234567890123456",
-            "+٤٤٧٧٠٠٩٠٠١٢٣",
-        ] {
-            assert_eq!(mask_phone(text), "•••", "{text:?}");
-        }
-    }
 
     #[test]
     fn scrub_takes_out_the_phone_the_body_and_long_numbers() {

@@ -6,6 +6,7 @@
 //! one happens in the caller's transaction.
 
 mod cache;
+pub mod reindex;
 
 use std::sync::Arc;
 use std::time::Duration;

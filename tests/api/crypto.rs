@@ -290,3 +290,90 @@ async fn a_stolen_database_file_or_dump_holds_no_personal_value_in_clear() {
         .unwrap();
     assert_eq!(export["email"], email);
 }
+
+fn shopd_with(vars: &Vars, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopd"));
+    command.args(args).current_dir(dir).env_clear();
+    for var in [
+        "DATABASE_URL",
+        "PII_KEYS",
+        "BLIND_INDEX_KEY",
+        "OTP_PEPPER",
+        "ACCESS_TOKEN_KEYS",
+        "SHOPD_DATA_DIR",
+    ] {
+        command.env(var, vars.get(var).unwrap_or_default());
+    }
+    command.output().unwrap()
+}
+
+#[tokio::test]
+async fn reindex_moves_lookups_to_a_new_blind_index_key_once() {
+    use serde_json::json;
+    let app = TestApp::spawn().await;
+    let phone = crate::helpers::unique_phone();
+    let pair = app.register(&phone).await;
+    let token = pair["access_token"].as_str().unwrap();
+    app.request(
+        reqwest::Method::PATCH,
+        "/v1/me",
+        token,
+        Some(&json!({"email": "reindex@example.com"})),
+    )
+    .await;
+    let old_key = app.vars.get("BLIND_INDEX_KEY").unwrap().to_owned();
+    let mut vars = app.vars.clone();
+    let new_key = shopd::config::secrets::generate_all()
+        .into_iter()
+        .find(|(v, _)| *v == "BLIND_INDEX_KEY")
+        .unwrap()
+        .1;
+    vars.set("BLIND_INDEX_KEY", &new_key);
+
+    let before = TestApp::spawn_on(app.db.clone(), Some(vars.clone()), |_| {}).await;
+    assert_eq!(
+        before
+            .login(&phone, crate::helpers::PASSWORD)
+            .await
+            .status(),
+        401,
+        "not found under the new key yet"
+    );
+
+    let dir = app.db.dir.path();
+    let out = shopd_with(
+        &vars,
+        dir,
+        &["keys", "reindex", "--old-blind-index-key", &old_key],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("re-indexed 2 value(s)"),
+        "phone and e-mail"
+    );
+    let again = shopd_with(
+        &vars,
+        dir,
+        &["keys", "reindex", "--old-blind-index-key", &old_key],
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("re-indexed 0 value(s)"));
+    assert_eq!(
+        before
+            .login(&phone, crate::helpers::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    let bad = shopd_with(
+        &vars,
+        dir,
+        &["keys", "reindex", "--old-blind-index-key", "not-a-key"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--old-blind-index-key"));
+}

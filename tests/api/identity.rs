@@ -939,3 +939,38 @@ async fn a_logout_on_one_instance_is_refused_on_another_within_a_second() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+#[tokio::test]
+async fn abandoned_signups_are_purged_with_their_data_key() {
+    use shopd::db::schema::data_keys;
+    let app = TestApp::spawn().await;
+    let done = unique_phone();
+    app.register(&done).await;
+    app.start_signup(&unique_phone()).await;
+    let keys_before: i64 = data_keys::table
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert_eq!(keys_before, 2);
+    let long_ago = chrono::Utc::now().naive_utc() - chrono::Duration::days(2);
+    diesel::update(verifications::table)
+        .set(verifications::expires_at.eq(long_ago))
+        .execute(&mut app.conn())
+        .unwrap();
+    let purged = shopd::auth::purge::purge(&mut app.conn()).unwrap();
+    assert_eq!(purged.verifications, 2);
+    assert_eq!(
+        purged.orphan_data_keys, 1,
+        "only the abandoned signup's key"
+    );
+    let left: i64 = verifications::table
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(
+        app.login(&done, PASSWORD).await.status(),
+        200,
+        "the customer is untouched"
+    );
+}
