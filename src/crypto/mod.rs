@@ -7,6 +7,7 @@ pub mod jwt;
 mod keys;
 mod mac;
 mod sealed;
+pub mod webhook;
 
 pub use blind_index::{BlindIndexKey, IndexKind};
 pub use keys::{DataKey, KeyError, KeyId, MasterKeyRing, dated_key_id};
