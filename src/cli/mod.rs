@@ -2,6 +2,7 @@
 //! Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
+mod staff;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Generate, rotate or reindex keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Add, disable or list store staff.
+    #[command(subcommand)]
+    Staff(staff::StaffCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -46,6 +50,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys(command) => keys::run(command),
+        Command::Staff(command) => staff::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

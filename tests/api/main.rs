@@ -11,3 +11,4 @@ mod identity;
 mod migrations;
 mod problems;
 mod sms;
+mod staff;
