@@ -10,9 +10,10 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::auth::login::{Account, AccountStore, password_login};
 use crate::auth::passwords::Hasher;
 use crate::auth::sessions::{self, Issued, Refreshed, TokenIssuer, now};
-use crate::auth::throttle::{self, IpLimiter};
+use crate::auth::throttle::IpLimiter;
 use crate::auth::{Identity, revocations::Revocations};
 use crate::crypto::IndexKind;
 use crate::crypto::jwt::Audience;
@@ -152,14 +153,6 @@ impl fmt::Debug for Staff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Staff")
     }
-}
-
-fn invalid_credentials() -> AppError {
-    Problem::unauthorized(
-        "invalid_credentials",
-        "The e-mail or the password is wrong.",
-    )
-    .into()
 }
 
 impl Staff {
@@ -302,57 +295,47 @@ impl Staff {
             ))
         })?;
         let account_key = self.vault.blind_index(IndexKind::Email, email);
-        let key = account_key.clone();
-        let (member, delay) = self
-            .db
-            .run(move |conn| -> AppResult<_> {
-                let delay = throttle::login_delay(conn, &key, now())?;
-                let member: Option<(String, String, String)> = staff::table
-                    .filter(staff::email_index.eq(&key))
+        let tokens = self.tokens.clone();
+        let store = AccountStore {
+            find: |conn: &mut DbConnection, key: &[u8]| {
+                staff::table
+                    .filter(staff::email_index.eq(key))
                     .filter(staff::disabled_at.is_null())
                     .select((staff::id, staff::role, staff::password_hash))
-                    .first(conn)
-                    .optional()?;
-                Ok((member, delay))
-            })
-            .await?;
-        if let Some(wait) = delay {
-            return Err(Problem {
-                code: "login_throttled",
-                ..Problem::too_many(wait, "Too many failed logins; wait before trying again.")
-            }
-            .into());
-        }
-        let verdict = self
-            .hasher
-            .verify(password.clone(), member.as_ref().map(|m| m.2.clone()))
-            .await?;
-        if !verdict.matches {
-            self.db
-                .write(move |conn| -> AppResult<()> {
-                    Ok(throttle::record_login_failure(conn, &account_key, now())?)
-                })
-                .await?;
-            return Err(invalid_credentials());
-        }
-        let (id, role, _) = member.expect("a match implies an account");
-        let rehash = if verdict.needs_rehash {
-            Some(self.hasher.hash(password).await?)
-        } else {
-            None
+                    .first::<(String, String, String)>(conn)
+                    .optional()
+                    .map(|row| {
+                        row.map(|(id, role, hash)| Account {
+                            id,
+                            role: Some(role),
+                            password_hash: Some(hash),
+                        })
+                    })
+            },
+            store_rehash: |conn: &mut DbConnection, id: &str, hash: String| {
+                diesel::update(staff::table.find(id))
+                    .set(staff::password_hash.eq(hash))
+                    .execute(conn)
+            },
         };
-        let tokens = self.tokens.clone();
-        self.db
-            .write(move |conn| -> AppResult<Issued> {
-                throttle::clear_login_failures(conn, &account_key)?;
-                if let Some(hash) = rehash {
-                    diesel::update(staff::table.find(&id))
-                        .set(staff::password_hash.eq(hash))
-                        .execute(conn)?;
-                }
-                tokens.start(conn, Audience::Staff, &id, Some(&role), &client)
-            })
-            .await
+        password_login(
+            &self.db,
+            &self.hasher,
+            account_key,
+            password,
+            store,
+            "The e-mail or the password is wrong.",
+            move |conn, account| {
+                tokens.start(
+                    conn,
+                    Audience::Staff,
+                    &account.id,
+                    account.role.as_deref(),
+                    &client,
+                )
+            },
+        )
+        .await
     }
 
     pub async fn refresh(&self, token: Sensitive<String>) -> AppResult<Issued> {
