@@ -1,5 +1,8 @@
 //! Building and running the application: `Application::build(config)` binds (port 0 in tests), migrates and
 //! mounts every route; `run_until_stopped()` serves until SIGTERM/SIGINT, draining in-flight requests.
+//!
+//! The middleware of every request, outermost first: `request_context` (request id, log line, metrics),
+//! `edge::security_headers`, `error_normaliser` (problem+json), `edge::rate_limit`, `attestation::attest`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -9,6 +12,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::api::edge::RouteLimits;
 use crate::api::{self, json::BodyLimit};
 use crate::auth::revocations::Revocations;
 use crate::auth::{Identity, IdentityParts};
@@ -17,6 +21,8 @@ use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
 use crate::staff::Staff;
+use crate::telemetry::Metrics;
+use crate::tls::{self, CertificateStore, TlsError};
 use crate::vault::Vault;
 
 fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
@@ -39,6 +45,9 @@ fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a closing connection may take to shut down cleanly.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What every handler can reach. Cheap to clone: everything inside is shared.
 #[derive(Clone)]
 pub struct AppState {
@@ -47,12 +56,18 @@ pub struct AppState {
     pub vault: Vault,
     pub identity: Identity,
     pub staff: Staff,
+    /// The Prometheus registry of this instance.
+    pub metrics: Metrics,
+    /// The per-address rate limits of the route classes.
+    pub limits: Arc<RouteLimits>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("database: {0}")]
     Database(#[from] DbError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -64,6 +79,8 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    /// `/metrics` on `METRICS_BIND`, and its port.
+    metrics_server: Option<(Server, u16)>,
 }
 
 impl AppState {
@@ -81,6 +98,7 @@ impl AppState {
             tracing::info!(applied, "database migrated");
         }
         let config = Arc::new(config);
+        let metrics = Metrics::new();
         let vault = Vault::new(&config.keys);
         let identity = Identity::new(IdentityParts {
             db: db.clone(),
@@ -88,14 +106,17 @@ impl AppState {
             config: config.clone(),
             sms: sms_sender(&config.identity.sms),
             revocations: Revocations::default(),
+            metrics: metrics.clone(),
         });
         let staff = Staff::new(db.clone(), vault.clone(), &identity);
         Ok(Self {
             vault,
+            limits: Arc::new(RouteLimits::new(&config.edge.rate_limits)),
             config,
             db,
             identity,
             staff,
+            metrics,
         })
     }
 
@@ -108,17 +129,37 @@ impl AppState {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let bind = config.bind;
-        let bind_error = |source| StartError::Bind { addr: bind, source };
-        let listener = TcpListener::bind(bind).map_err(bind_error)?;
-        let port = listener.local_addr().map_err(bind_error)?.port();
+        let (listener, port) = listen(config.bind)?;
+        let metrics_listener = config.edge.metrics.bind.map(listen).transpose()?;
         let state = AppState::build(config).await?;
+        let tls = match &state.config.edge.tls {
+            None => None,
+            Some(files) => {
+                let store = CertificateStore::load(files)?;
+                tls::spawn_reloader(&store, state.metrics.clone());
+                Some(tls::server_config(store)?)
+            }
+        };
         state.spawn_background_tasks();
-        let server = serve(listener, state.clone()).map_err(bind_error)?;
+        let bind_error = |addr| move |source| StartError::Bind { addr, source };
+        let server = serve(listener, state.clone(), tls).map_err(bind_error(state.config.bind))?;
+        let metrics_server = match metrics_listener {
+            None => None,
+            Some((listener, port)) => {
+                let addr = listener
+                    .local_addr()
+                    .map_err(bind_error(state.config.bind))?;
+                Some((
+                    serve_metrics(listener, state.clone()).map_err(bind_error(addr))?,
+                    port,
+                ))
+            }
+        };
         Ok(Self {
             port,
             server,
             state,
+            metrics_server,
         })
     }
 
@@ -131,18 +172,45 @@ impl Application {
         self.port
     }
 
+    /// The port of `/metrics` when it has an address of its own (`METRICS_BIND`).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
+    /// Serves until the server stops; the metrics server, if any, stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((metrics, _)) = self.metrics_server else {
+            return self.server.await;
+        };
+        let handle = metrics.handle();
+        let task = tokio::spawn(metrics);
+        let result = self.server.await;
+        handle.stop(true).await;
+        let _ = task.await;
+        result
     }
 }
 
-fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+fn listen(addr: std::net::SocketAddr) -> Result<(TcpListener, u16), StartError> {
+    let error = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).map_err(error)?;
+    let port = listener.local_addr().map_err(error)?.port();
+    Ok((listener, port))
+}
+
+fn serve(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let body_limit = state.config.body_limit;
     let workers = state.config.workers;
+    let limits = state.config.edge.server;
+    let public_metrics = state.config.edge.metrics.on_public_address();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -150,12 +218,46 @@ fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             .app_data(BodyLimit(body_limit))
             .configure(api::extractor_config)
             .configure(api::routes)
+            .configure(|cfg| {
+                if public_metrics {
+                    api::metrics::route(cfg);
+                }
+            })
             .default_service(web::to(api::unknown_route))
+            .wrap(from_fn(api::attestation::attest))
+            .wrap(from_fn(api::edge::rate_limit))
             .wrap(api::error_normaliser())
+            .wrap(from_fn(api::edge::security_headers))
             .wrap(from_fn(api::request_context))
     })
     .workers(workers)
-    .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+    .max_connections(limits.max_connections.div_ceil(workers).max(1))
+    .client_request_timeout(limits.request_timeout)
+    .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+    .keep_alive(limits.keep_alive)
+    .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
+}
+
+/// `/metrics` alone, on its own address: nothing else is served there.
+fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(api::metrics::route)
+            .default_service(web::to(api::unknown_route))
+            .wrap(api::error_normaliser())
+            .wrap(from_fn(api::edge::security_headers))
+    })
+    .workers(1)
+    .max_connections(64)
+    .client_request_timeout(Duration::from_secs(5))
+    .shutdown_timeout(5)
     .listen(listener)?
     .run();
     Ok(server)

@@ -1,10 +1,13 @@
 //! HTTP: one module per route group, wire types apart from database rows. Handlers stay thin: parse, call one
 //! domain function, map the result.
 
+pub mod attestation;
 pub mod auth;
 pub mod authn;
+pub mod edge;
 pub mod json;
 pub mod me;
+pub mod metrics;
 pub mod ops;
 pub mod problem;
 pub mod request_context;

@@ -1,6 +1,7 @@
 //! One typed configuration, built from environment variables and validated at start. It is passed in, never
 //! global, so each test builds its own. `docs/configuration.md` describes every variable.
 
+pub mod edge;
 pub mod parse;
 pub mod secrets;
 
@@ -14,6 +15,11 @@ use std::time::Duration;
 use crate::crypto::jwt::SigningKeys;
 use crate::crypto::{BlindIndexKey, MacKey, MasterKeyRing};
 use crate::domain::Sensitive;
+
+pub use edge::{
+    AttestationConfig, AttestationMode, EdgeConfig, MetricsConfig, RateLimits, ServerLimits,
+    TlsConfig, TrustedProxies,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -143,6 +149,8 @@ pub struct Config {
     pub workers: usize,
     pub keys: Keys,
     pub identity: IdentityConfig,
+    /// Attestation, TLS, proxies, rate limits, server limits, metrics.
+    pub edge: EdgeConfig,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -327,6 +335,7 @@ impl Config {
             ),
         };
         let identity = identity_config(vars, production)?;
+        let edge = edge::edge_config(vars)?;
 
         Ok(Self {
             environment,
@@ -344,6 +353,7 @@ impl Config {
             workers,
             keys,
             identity,
+            edge,
         })
     }
 }
