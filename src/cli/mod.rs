@@ -1,7 +1,8 @@
-//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`.
+//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `staff …`, `pins …`.
 //! Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
+mod pins;
 mod staff;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     /// Add, disable or list store staff.
     #[command(subcommand)]
     Staff(staff::StaffCommand),
+    /// Print the SPKI SHA-256 pins of certificates for the app (Android and iOS snippets).
+    Pins(pins::PinsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         }
         Command::Keys(command) => keys::run(command),
         Command::Staff(command) => staff::run(command),
+        Command::Pins(args) => pins::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -147,6 +147,8 @@ pub struct TestApp {
     pub vars: Vars,
     /// The local server speaking Twilio's Messages API that this app texts through.
     pub twilio: FakeTwilio,
+    /// The port of `/metrics` when `METRICS_BIND` gives it an address of its own.
+    pub metrics_port: Option<u16>,
 }
 
 pub const TWILIO_SID: &str = "AC00000000000000000000000000000001";
@@ -186,6 +188,7 @@ impl TestApp {
             .expect("application starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
+        let metrics_port = app.metrics_port();
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         Self {
@@ -199,6 +202,7 @@ impl TestApp {
             db,
             twilio,
             vars: vars_kept,
+            metrics_port,
         }
     }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod crypto;
+mod edge;
 mod fake_twilio;
 mod health;
 mod helpers;
