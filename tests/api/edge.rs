@@ -350,11 +350,19 @@ async fn webhooks_staff_and_operations_routes_are_never_attested_and_escapes_do_
             .status(),
         200
     );
-    // Not mounted on this branch yet, but never attested: the 404 of an unknown route, not a 401.
-    for path in ["/v1/webhooks/stripe", "/v1/staff/auth/login"] {
-        let response = app.post_json(path, &json!({})).await;
-        assert_problem(response, 404, "not_found").await;
-    }
+    // Staff routes answer for themselves, without an attestation token.
+    let response = app
+        .post_json(
+            "/v1/staff/auth/login",
+            &json!({"email": "nobody@shop.example.com", "password": "wrong password here"}),
+        )
+        .await;
+    assert_problem(response, 401, "invalid_credentials").await;
+    let response = app.get("/v1/staff/audit-log").await;
+    assert_problem(response, 401, "invalid_token").await;
+    // Webhooks are not mounted yet, but never attested: the 404 of an unknown route, not a 401.
+    let response = app.post_json("/v1/webhooks/stripe", &json!({})).await;
+    assert_problem(response, 404, "not_found").await;
     // Customer routes that land later are covered by their prefix already.
     for path in ["/v1/products", "/v1/orders", "/v1/orders/1/cancel"] {
         let response = app.get(path).await;
@@ -1023,4 +1031,89 @@ async fn a_missing_or_mismatched_certificate_stops_the_start_naming_the_file() {
         .expect("refused")
         .to_string();
     assert!(error.contains("absent.key"), "{error}");
+}
+
+/// The `file::function` names in backticks on a line of the threat model.
+fn cited_tests(line: &str) -> Vec<(String, String)> {
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|code| {
+            let (file, name) = code.split_once(".rs::")?;
+            Some((format!("{file}.rs"), name.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether `file` defines `name` as a test: `fn name(` under a test attribute.
+fn is_test(file: &str, name: &str) -> bool {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Ok(source) = std::fs::read_to_string(root.join(file)) else {
+        return false;
+    };
+    let lines: Vec<&str> = source.lines().collect();
+    let signature = format!("fn {name}(");
+    lines.iter().enumerate().any(|(i, line)| {
+        line.contains(&signature)
+            && lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .take_while(|l| l.starts_with("#[") || l.starts_with("///"))
+                .any(|l| matches!(l, "#[test]" | "#[tokio::test]" | "#[actix_web::test]"))
+    })
+}
+
+#[test]
+fn the_threat_model_names_tests_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = std::fs::read_to_string(root.join("docs/threat-model.md")).unwrap();
+    let mut threats = 0;
+    for line in model.lines().filter(|l| l.starts_with("| T")) {
+        threats += 1;
+        let id = line.split('|').nth(1).unwrap_or_default().trim();
+        let cited = cited_tests(line);
+        assert!(!cited.is_empty(), "threat {id} names no test");
+        for (file, name) in cited {
+            assert!(
+                is_test(&file, &name),
+                "threat {id} names {file}::{name}, which is not a test there"
+            );
+        }
+    }
+    assert!(threats >= 15, "{threats} threats");
+    for topic in [
+        "Interception",
+        "Bots",
+        "Tampered or cloned app",
+        "Compromised device",
+        "Payment fraud",
+        "Data leak",
+    ] {
+        assert!(model.contains(topic), "the threat model covers {topic}");
+    }
+    // The checker itself: a name that is not a test is caught.
+    assert!(!is_test("tests/api/edge.rs", "cited_tests"));
+    assert!(!is_test("tests/api/nowhere.rs", "anything"));
+}
+
+#[test]
+fn the_supply_chain_policy_is_committed_and_run_by_ci() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deny = std::fs::read_to_string(root.join("deny.toml")).unwrap();
+    for needle in [
+        "[licenses]",
+        "[bans]",
+        "multiple-versions = \"deny\"",
+        "[sources]",
+        "unknown-registry = \"deny\"",
+        "unknown-git = \"deny\"",
+    ] {
+        assert!(deny.contains(needle), "deny.toml: {needle}");
+    }
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(ci.contains("command -v cargo-deny >/dev/null || cargo install --locked cargo-deny"));
+    assert!(ci.contains("cargo deny --locked check licenses bans sources"));
+    let doc = std::fs::read_to_string(root.join("docs/supply-chain.md")).unwrap();
+    assert!(doc.contains("cargo deny --offline --locked check advisories"));
 }
