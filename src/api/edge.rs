@@ -154,7 +154,7 @@ pub async fn rate_limit(
         })
         .map(|(state, class, wait)| {
             state.metrics.rate_limited(class.label());
-            tracing::info!(class = class.label(), "rate limited");
+            tracing::debug!(class = class.label(), "rate limited");
             too_many(wait)
         });
     match refusal {

@@ -184,8 +184,13 @@ impl Metrics {
         }))
     }
 
-    /// One answered request: `route` is the matched pattern (`/v1/me`, `unmatched`), never the raw path.
+    /// One answered request: `route` is the matched pattern (`/v1/me`, `unmatched`), never the raw path. A
+    /// method outside the standard ones counts as `other`, so that made-up methods cannot grow the series.
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         let status = status.to_string();
         let labels = [method, route, status.as_str()];
         self.0.http_requests.with_label_values(&labels).inc();
@@ -276,6 +281,8 @@ mod tests {
     fn counters_render_in_the_text_format() {
         let m = Metrics::new();
         m.http_request("GET", "/v1/me", 200, 0.003);
+        m.http_request("BREW", "unmatched", 405, 0.001);
+        m.http_request("BREW2", "unmatched", 405, 0.001);
         m.attestation_failed("bad_alg");
         m.db_pool(4, 3, 10);
         let text = m.render();
@@ -284,6 +291,9 @@ mod tests {
                 r#"shopd_http_requests_total{method="GET",route="/v1/me",status="200"} 1"#
             )
         );
+        assert!(text.contains(
+            r#"shopd_http_requests_total{method="other",route="unmatched",status="405"} 2"#
+        ));
         assert!(text.contains(r#"shopd_attestation_failures_total{reason="bad_alg"} 1"#));
         assert!(text.contains(r#"shopd_attestation_failures_total{reason="missing"} 0"#));
         assert!(text.contains(r#"shopd_db_pool_connections{state="in_use"} 1"#));
