@@ -15,6 +15,7 @@ use crate::auth::{Identity, IdentityParts};
 use crate::config::Config;
 use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
+use crate::notify::sender::{EmailSender, OutboxMetrics, SenderError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
 use crate::vault::Vault;
 
@@ -45,12 +46,16 @@ pub struct AppState {
     pub db: Db,
     pub vault: Vault,
     pub identity: Identity,
+    /// Counters of this instance's outbox sender.
+    pub outbox: Arc<OutboxMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("database: {0}")]
     Database(#[from] DbError),
+    #[error("{0}")]
+    Email(#[from] SenderError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -62,6 +67,9 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    /// Tells the background outbox sender to stop once the server has.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    sender: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -92,6 +100,15 @@ impl Application {
         let revocations = Revocations::default();
         revocations.spawn_poller(db.clone());
         crate::auth::purge::spawn(db.clone());
+        let email = EmailSender::new(
+            db.clone(),
+            vault.clone(),
+            &config.email,
+            &config.shop_domain,
+        )?;
+        let outbox = email.metrics();
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let sender = email.spawn(stop);
         let identity = Identity::new(IdentityParts {
             db: db.clone(),
             vault: vault.clone(),
@@ -104,6 +121,7 @@ impl Application {
             config,
             db,
             identity,
+            outbox,
         };
         let server = serve(listener, state.clone()).map_err(|source| StartError::Bind {
             addr: state.config.bind,
@@ -113,6 +131,8 @@ impl Application {
             port,
             server,
             state,
+            shutdown,
+            sender,
         })
     }
 
@@ -129,8 +149,17 @@ impl Application {
         &self.state
     }
 
+    /// Serves until stopped, then stops the outbox sender, letting the message in hand finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.sender)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the outbox sender did not stop in time; its claims will expire");
+        }
+        served
     }
 }
 
