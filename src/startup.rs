@@ -15,6 +15,7 @@ use crate::auth::{Identity, IdentityParts};
 use crate::config::Config;
 use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
+use crate::notify::sender::{EmailSender, OutboxMetrics, SenderError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
 use crate::staff::Staff;
 use crate::vault::Vault;
@@ -47,12 +48,17 @@ pub struct AppState {
     pub vault: Vault,
     pub identity: Identity,
     pub staff: Staff,
+    /// The e-mail outbox sender (started by a serving instance only) and its counters.
+    pub email: EmailSender,
+    pub outbox: Arc<OutboxMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("database: {0}")]
     Database(#[from] DbError),
+    #[error("{0}")]
+    Email(#[from] SenderError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -64,6 +70,9 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    /// Tells the background outbox sender to stop once the server has.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    sender: tokio::task::JoinHandle<()>,
 }
 
 impl AppState {
@@ -90,7 +99,15 @@ impl AppState {
             revocations: Revocations::default(),
         });
         let staff = Staff::new(db.clone(), vault.clone(), &identity);
+        let email = EmailSender::new(
+            db.clone(),
+            vault.clone(),
+            &config.email,
+            &config.shop_domain,
+        )?;
         Ok(Self {
+            outbox: email.metrics(),
+            email,
             vault,
             config,
             db,
@@ -114,11 +131,15 @@ impl Application {
         let port = listener.local_addr().map_err(bind_error)?.port();
         let state = AppState::build(config).await?;
         state.spawn_background_tasks();
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let sender = state.email.clone().spawn(stop);
         let server = serve(listener, state.clone()).map_err(bind_error)?;
         Ok(Self {
             port,
             server,
             state,
+            shutdown,
+            sender,
         })
     }
 
@@ -135,8 +156,17 @@ impl Application {
         &self.state
     }
 
+    /// Serves until stopped, then stops the outbox sender, letting the message in hand finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.sender)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the outbox sender did not stop in time; its claims will expire");
+        }
+        served
     }
 }
 

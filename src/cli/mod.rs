@@ -1,7 +1,8 @@
-//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`.
+//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `outbox …`.
 //! Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
+mod outbox;
 mod staff;
 
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     /// Add, disable or list store staff.
     #[command(subcommand)]
     Staff(staff::StaffCommand),
+    /// Inspect the e-mail outbox, or queue a failed message again.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -51,6 +55,7 @@ pub fn main() -> ExitCode {
         }
         Command::Keys(command) => keys::run(command),
         Command::Staff(command) => staff::run(command),
+        Command::Outbox(command) => outbox::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

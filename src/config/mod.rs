@@ -1,6 +1,7 @@
 //! One typed configuration, built from environment variables and validated at start. It is passed in, never
 //! global, so each test builds its own. `docs/configuration.md` describes every variable.
 
+pub mod email;
 pub mod parse;
 pub mod secrets;
 
@@ -14,6 +15,8 @@ use std::time::Duration;
 use crate::crypto::jwt::SigningKeys;
 use crate::crypto::{BlindIndexKey, MacKey, MasterKeyRing};
 use crate::domain::Sensitive;
+
+pub use email::{EmailConfig, EmailTransport, SmtpSecurity, SmtpSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -143,6 +146,7 @@ pub struct Config {
     pub workers: usize,
     pub keys: Keys,
     pub identity: IdentityConfig,
+    pub email: EmailConfig,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -327,6 +331,7 @@ impl Config {
             ),
         };
         let identity = identity_config(vars, production)?;
+        let email = email::email_config(vars, production, &shop_domain, &data_dir)?;
 
         Ok(Self {
             environment,
@@ -344,6 +349,7 @@ impl Config {
             workers,
             keys,
             identity,
+            email,
         })
     }
 }

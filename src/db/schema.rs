@@ -121,6 +121,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        template -> Text,
+        recipient_kind -> Text,
+        customer_id -> Nullable<Text>,
+        data -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(
     data_keys,
@@ -133,4 +151,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     security_events,
     staff,
     audit_log,
+    outbox,
 );

@@ -47,6 +47,16 @@ fn each_bad_value_is_refused_naming_its_variable() {
         ("SMS_PROVIDER", "pigeon"),
         ("SMS_ALLOWED_REGIONS", "Britain"),
         ("ARGON2_MEMORY_KIB", "4"),
+        ("SMTP_URL", "mail.example.com"),
+        ("SMTP_URL", "http://mail.example.com"),
+        ("SMTP_URL", "smtp://mail.example.com?tls=opportunistic"),
+        ("SMTP_URL", "smtp://user:password@mail.example.com?tls=none"),
+        ("SMTP_TIMEOUT", "0s"),
+        ("EMAIL_FROM", "the shop"),
+        ("STAFF_ALERT_EMAIL", "orders"),
+        ("EMAIL_RETRY_BASE", "0s"),
+        ("EMAIL_RETRY_CAP", "1s"),
+        ("EMAIL_POLL_INTERVAL", "soon"),
     ];
     for (var, value) in cases {
         let error = error_of(|vars| vars.set(var, *value));
@@ -121,8 +131,54 @@ fn production_needs_explicit_configuration() {
         "ARGON2_MEMORY_KIB"
     );
     vars.set("ARGON2_MEMORY_KIB", "");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "SMTP_URL",
+        "no .eml files in production"
+    );
+    vars.set("SMTP_URL", "smtp://mail.example.com:25?tls=none");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "SMTP_URL",
+        "no unencrypted SMTP in production"
+    );
+    vars.set("SMTP_URL", "smtp://shop:password@mail.example.com");
     let config = Config::from_vars(&vars).unwrap();
     assert_eq!(config.environment, Environment::Production);
+}
+
+#[test]
+fn e_mail_defaults_to_files_in_the_data_folder_from_the_shop_s_domain() {
+    use shopd::config::{EmailTransport, SmtpSecurity};
+    let mut vars = valid();
+    vars.set("SHOPD_DATA_DIR", "/srv/shopd");
+    vars.set("SHOP_DOMAIN", "shop.example.com");
+    let config = Config::from_vars(&vars).unwrap();
+    assert_eq!(
+        config.email.transport,
+        EmailTransport::Files("/srv/shopd/outbox".into())
+    );
+    assert_eq!(config.email.from, "shop@shop.example.com");
+    assert!(config.email.staff_alert.is_none());
+    assert_eq!(config.email.retry_base.as_secs(), 30);
+    assert_eq!(config.email.retry_cap.as_secs(), 3600);
+
+    vars.set("SMTP_URL", "smtp://mailer:hunter2-smtp@mail.example.com");
+    vars.set("EMAIL_FROM", "Example Shop <orders@shop.example.com>");
+    vars.set("STAFF_ALERT_EMAIL", "desk@shop.example.com");
+    let config = Config::from_vars(&vars).unwrap();
+    let EmailTransport::Smtp(smtp) = &config.email.transport else {
+        panic!("SMTP")
+    };
+    assert_eq!(
+        smtp.security,
+        SmtpSecurity::StartTls,
+        "STARTTLS required by default"
+    );
+    assert_eq!(smtp.port, 587);
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("hunter2-smtp"), "{printed}");
+    assert!(!printed.contains("desk@shop.example.com"), "{printed}");
 }
 
 #[test]

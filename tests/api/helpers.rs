@@ -142,6 +142,8 @@ pub struct TestApp {
     #[allow(dead_code)]
     pub state: AppState,
     handle: actix_web::dev::ServerHandle,
+    /// The task serving the app; it ends once the server and the outbox sender have stopped.
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub db: Arc<TestDb>,
     /// The configuration it was built from (for a second instance of the same deployment).
     pub vars: Vars,
@@ -187,7 +189,7 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let served = Some(tokio::spawn(app.run_until_stopped()));
         Self {
             address,
             client: reqwest::Client::builder()
@@ -196,6 +198,7 @@ impl TestApp {
                 .unwrap(),
             state,
             handle,
+            served,
             db,
             twilio,
             vars: vars_kept,
@@ -326,6 +329,15 @@ impl TestApp {
             .write_all(stdin.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
+    }
+
+    /// Stops the instance as a deployment would stop a process: the server and its background outbox sender.
+    /// The database stays (other apps may hold it).
+    pub async fn stop(mut self) {
+        self.handle.stop(false).await;
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
     }
 
     /// A direct database connection, for tests that move the clock of a row.

@@ -4,6 +4,8 @@
 mod cli;
 mod config;
 mod crypto;
+mod email;
+mod fake_smtp;
 mod fake_twilio;
 mod health;
 mod helpers;
