@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
+use crate::orders::{Orders, OrdersParts};
 use crate::vault::Vault;
 
 fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
@@ -45,6 +46,7 @@ pub struct AppState {
     pub db: Db,
     pub vault: Vault,
     pub identity: Identity,
+    pub orders: Orders,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,11 +100,19 @@ impl Application {
             sms: sms_sender(&config.identity.sms),
             revocations,
         });
+        let orders = Orders::new(OrdersParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            config: config.clone(),
+            payments: crate::payments::from_settings(&config.orders.payments),
+        });
+        orders.spawn_background();
         let state = AppState {
             vault,
             config,
             db,
             identity,
+            orders,
         };
         let server = serve(listener, state.clone()).map_err(|source| StartError::Bind {
             addr: state.config.bind,
