@@ -6,7 +6,9 @@ pub mod authn;
 pub mod json;
 pub mod me;
 pub mod ops;
+pub mod orders;
 pub mod problem;
+pub mod products;
 pub mod request_context;
 
 use actix_web::middleware::ErrorHandlers;
@@ -26,6 +28,8 @@ use crate::error::AppError;
         auth::signup, auth::verify, auth::resend, auth::login, auth::refresh, auth::logout,
         auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
         me::get, me::patch, me::export, me::erase,
+        products::list, products::get,
+        orders::place, orders::list, orders::get, orders::shipping_address, orders::cancel,
     ),
     components(schemas(problem::ProblemBody)),
     modifiers(&BearerAuth)
@@ -78,7 +82,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(me::patch))
                 .route(web::delete().to(me::erase)),
         )
-        .service(web::resource("/v1/me/export").route(web::get().to(me::export)));
+        .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
+        .service(web::resource("/v1/products").route(web::get().to(products::list)))
+        .service(web::resource("/v1/products/{id}").route(web::get().to(products::get)))
+        .service(
+            web::resource("/v1/orders")
+                .route(web::get().to(orders::list))
+                .route(web::post().to(orders::place)),
+        )
+        .service(web::resource("/v1/orders/{id}").route(web::get().to(orders::get)))
+        .service(
+            web::resource("/v1/orders/{id}/shipping-address")
+                .route(web::get().to(orders::shipping_address)),
+        )
+        .service(web::resource("/v1/orders/{id}/cancel").route(web::post().to(orders::cancel)));
 }
 
 /// Extractor settings that turn path and query errors into problem+json.
