@@ -1,7 +1,8 @@
-//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`.
+//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `products import`.
 //! Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
+mod products;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Generate, rotate or reindex keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage the catalogue.
+    #[command(subcommand)]
+    Products(products::ProductsCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -46,6 +50,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys(command) => keys::run(command),
+        Command::Products(command) => products::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
