@@ -42,7 +42,10 @@ impl FromRequest for IdempotencyKeyHeader {
             ))
         } else {
             match first.map(|v| v.to_str()) {
-                Some(Err(_)) => IdempotencyKey::parse(Some("\u{7f}")),
+                Some(Err(_)) => Err(Problem::bad_request(
+                    "invalid_idempotency_key",
+                    "The Idempotency-Key must be 1 to 255 visible ASCII characters.",
+                )),
                 Some(Ok(text)) => IdempotencyKey::parse(Some(text)),
                 None => IdempotencyKey::parse(None),
             }

@@ -204,7 +204,7 @@ impl Orders {
         let (customer, id) = (customer_id.to_owned(), order_id.to_owned());
         self.db
             .write(move |conn| {
-                read::detail(conn, &id, Some(&customer))?;
+                read::ensure_owner(conn, &id, &customer)?;
                 transition(
                     conn,
                     &id,

@@ -117,6 +117,19 @@ pub fn summary(conn: &mut DbConnection, order_id: &str) -> AppResult<OrderSummar
         .into_summary()
 }
 
+/// `NotFound` unless the order exists and is the customer's.
+pub fn ensure_owner(conn: &mut DbConnection, order_id: &str, customer_id: &str) -> AppResult<()> {
+    let owner: Option<String> = orders::table
+        .find(order_id)
+        .select(orders::customer_id)
+        .first(conn)
+        .optional()?;
+    match owner {
+        Some(owner) if owner == customer_id => Ok(()),
+        _ => Err(AppError::NotFound),
+    }
+}
+
 /// The order a payment belongs to, by the provider's payment id.
 pub fn find_by_payment_id(
     conn: &mut DbConnection,

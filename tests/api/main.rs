@@ -4,10 +4,13 @@
 mod cli;
 mod config;
 mod crypto;
+mod fake_stripe;
 mod fake_twilio;
 mod health;
 mod helpers;
 mod identity;
 mod migrations;
+mod orders;
 mod problems;
+mod products;
 mod sms;
