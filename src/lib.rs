@@ -9,6 +9,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod notify;
+pub mod orders;
+pub mod payments;
 pub mod staff;
 pub mod startup;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
 use crate::notify::sender::{EmailSender, OutboxMetrics, SenderError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
+use crate::orders::{Orders, OrdersParts};
 use crate::staff::Staff;
 use crate::vault::Vault;
 
@@ -48,6 +49,7 @@ pub struct AppState {
     pub vault: Vault,
     pub identity: Identity,
     pub staff: Staff,
+    pub orders: Orders,
     /// The e-mail outbox sender (started by a serving instance only) and its counters.
     pub email: EmailSender,
     pub outbox: Arc<OutboxMetrics>,
@@ -99,6 +101,12 @@ impl AppState {
             revocations: Revocations::default(),
         });
         let staff = Staff::new(db.clone(), vault.clone(), &identity);
+        let orders = Orders::new(OrdersParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            config: config.clone(),
+            payments: crate::payments::from_settings(&config.orders.payments),
+        });
         let email = EmailSender::new(
             db.clone(),
             vault.clone(),
@@ -113,6 +121,7 @@ impl AppState {
             db,
             identity,
             staff,
+            orders,
         })
     }
 
@@ -120,6 +129,7 @@ impl AppState {
     fn spawn_background_tasks(&self) {
         self.identity.revocations.spawn_poller(self.db.clone());
         crate::auth::purge::spawn(self.db.clone());
+        self.orders.spawn_background();
     }
 }
 

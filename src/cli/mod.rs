@@ -1,8 +1,9 @@
-//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `outbox …`.
-//! Each command exits non-zero with a one-line reason on failure.
+//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `staff …`, `outbox …`,
+//! `products import`. Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
 mod outbox;
+mod products;
 mod staff;
 
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     /// Inspect the e-mail outbox, or queue a failed message again.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// Manage the catalogue.
+    #[command(subcommand)]
+    Products(products::ProductsCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -56,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Keys(command) => keys::run(command),
         Command::Staff(command) => staff::run(command),
         Command::Outbox(command) => outbox::run(command),
+        Command::Products(command) => products::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,6 +57,10 @@ fn each_bad_value_is_refused_naming_its_variable() {
         ("EMAIL_RETRY_BASE", "0s"),
         ("EMAIL_RETRY_CAP", "1s"),
         ("EMAIL_POLL_INTERVAL", "soon"),
+        ("PAYMENT_PROVIDER", "paypal"),
+        ("ORDER_PAYMENT_TTL", "30"),
+        ("ORDER_PAYMENT_TTL", "0s"),
+        ("ORDER_PAYMENT_TTL", "8d"),
     ];
     for (var, value) in cases {
         let error = error_of(|vars| vars.set(var, *value));
@@ -143,8 +147,58 @@ fn production_needs_explicit_configuration() {
         "no unencrypted SMTP in production"
     );
     vars.set("SMTP_URL", "smtp://shop:password@mail.example.com");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "PAYMENT_PROVIDER"
+    );
+    vars.set("PAYMENT_PROVIDER", "sandbox");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "PAYMENT_PROVIDER",
+        "the sandbox takes no real payments"
+    );
+    vars.set("PAYMENT_PROVIDER", "stripe");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_SECRET_KEY"
+    );
+    vars.set("STRIPE_SECRET_KEY", "pk_live_publishable");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_SECRET_KEY",
+        "a publishable key is not a secret key"
+    );
+    vars.set("STRIPE_SECRET_KEY", "sk_live_0123456789");
+    vars.set("STRIPE_API_BASE", "http://127.0.0.1:9");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_API_BASE",
+        "https only"
+    );
+    vars.set("STRIPE_API_BASE", "");
     let config = Config::from_vars(&vars).unwrap();
     assert_eq!(config.environment, Environment::Production);
+    assert_eq!(config.orders.payments.name(), "stripe");
+    assert!(!format!("{config:?}").contains("sk_live_0123456789"));
+}
+
+#[test]
+fn payments_default_to_the_sandbox_and_thirty_minutes_in_development() {
+    let config = Config::from_vars(&valid()).unwrap();
+    assert_eq!(config.orders.payments.name(), "sandbox");
+    assert_eq!(config.orders.payment_ttl.as_secs(), 30 * 60);
+    let mut vars = valid();
+    vars.set("PAYMENT_PROVIDER", "stripe");
+    vars.set("STRIPE_SECRET_KEY", "sk_test_123");
+    vars.set("ORDER_PAYMENT_TTL", "15m");
+    let config = Config::from_vars(&vars).unwrap();
+    match &config.orders.payments {
+        shopd::config::PaymentSettings::Stripe { api_base, .. } => {
+            assert_eq!(api_base.as_str(), "https://api.stripe.com/")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.orders.payment_ttl.as_secs(), 15 * 60);
 }
 
 #[test]
