@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod notify;
+pub mod staff;
 pub mod startup;
 pub mod telemetry;
 pub mod vault;

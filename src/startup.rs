@@ -17,6 +17,7 @@ use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
 use crate::notify::sender::{EmailSender, OutboxMetrics, SenderError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
+use crate::staff::Staff;
 use crate::vault::Vault;
 
 fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
@@ -46,6 +47,7 @@ pub struct AppState {
     pub db: Db,
     pub vault: Vault,
     pub identity: Identity,
+    pub staff: Staff,
     /// Counters of this instance's outbox sender.
     pub outbox: Arc<OutboxMetrics>,
 }
@@ -72,7 +74,9 @@ pub struct Application {
     sender: tokio::task::JoinHandle<()>,
 }
 
-impl Application {
+impl AppState {
+    /// Connects, migrates and builds every service, without serving or starting background work: what
+    /// `Application::build` and the command line share.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let db = Db::connect(&config.database)?;
         let applied = {
@@ -84,49 +88,54 @@ impl Application {
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
-        let listener = TcpListener::bind(config.bind).map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.bind,
-                source,
-            })?
-            .port();
         let config = Arc::new(config);
         let vault = Vault::new(&config.keys);
-        let revocations = Revocations::default();
-        revocations.spawn_poller(db.clone());
-        crate::auth::purge::spawn(db.clone());
-        let email = EmailSender::new(
-            db.clone(),
-            vault.clone(),
-            &config.email,
-            &config.shop_domain,
-        )?;
-        let outbox = email.metrics();
-        let (shutdown, stop) = tokio::sync::watch::channel(false);
-        let sender = email.spawn(stop);
         let identity = Identity::new(IdentityParts {
             db: db.clone(),
             vault: vault.clone(),
             config: config.clone(),
             sms: sms_sender(&config.identity.sms),
-            revocations,
+            revocations: Revocations::default(),
         });
-        let state = AppState {
+        let staff = Staff::new(db.clone(), vault.clone(), &identity);
+        Ok(Self {
             vault,
             config,
             db,
             identity,
-            outbox,
-        };
-        let server = serve(listener, state.clone()).map_err(|source| StartError::Bind {
-            addr: state.config.bind,
-            source,
-        })?;
+            staff,
+            outbox: Arc::default(),
+        })
+    }
+
+    /// The background work of a serving instance; the outbox sender runs until `stop` turns true.
+    fn spawn_background_tasks(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, StartError> {
+        self.identity.revocations.spawn_poller(self.db.clone());
+        crate::auth::purge::spawn(self.db.clone());
+        let email = EmailSender::new(
+            self.db.clone(),
+            self.vault.clone(),
+            &self.config.email,
+            &self.config.shop_domain,
+            self.outbox.clone(),
+        )?;
+        Ok(email.spawn(stop))
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let bind = config.bind;
+        let bind_error = |source| StartError::Bind { addr: bind, source };
+        let listener = TcpListener::bind(bind).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        let state = AppState::build(config).await?;
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let sender = state.spawn_background_tasks(stop)?;
+        let server = serve(listener, state.clone()).map_err(bind_error)?;
         Ok(Self {
             port,
             server,

@@ -63,7 +63,7 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     #[schema(value_type = String)]
-    refresh_token: Sensitive<String>,
+    pub refresh_token: Sensitive<String>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -102,7 +102,7 @@ pub struct TokenPair {
 }
 
 impl TokenPair {
-    fn from(issued: Issued, with_customer: bool) -> Self {
+    pub fn from(issued: Issued, with_customer: bool) -> Self {
         Self {
             customer_id: with_customer.then(|| issued.subject_id.clone()),
             access_token: issued.access_token.into_inner(),

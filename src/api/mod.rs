@@ -8,6 +8,7 @@ pub mod me;
 pub mod ops;
 pub mod problem;
 pub mod request_context;
+pub mod staff;
 
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{HttpRequest, web};
@@ -26,6 +27,8 @@ use crate::error::AppError;
         auth::signup, auth::verify, auth::resend, auth::login, auth::refresh, auth::logout,
         auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
         me::get, me::patch, me::export, me::erase,
+        staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
+        staff::customer_erase,
     ),
     components(schemas(problem::ProblemBody)),
     modifiers(&BearerAuth)
@@ -78,7 +81,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(me::patch))
                 .route(web::delete().to(me::erase)),
         )
-        .service(web::resource("/v1/me/export").route(web::get().to(me::export)));
+        .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
+        .configure(staff::routes);
 }
 
 /// Extractor settings that turn path and query errors into problem+json.

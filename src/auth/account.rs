@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::login::{Account, AccountStore, password_login};
 use super::sessions::{self, Issued, Refreshed, SessionRow, now};
 use super::signup::{self, PendingText, customer_field, started};
-use super::{Identity, PASSWORD_RESET, RECENT_LOGIN, VerificationStarted, otp, throttle};
+use super::{Identity, PASSWORD_RESET, RECENT_LOGIN, VerificationStarted, otp};
 use crate::crypto::IndexKind;
 use crate::crypto::jwt::Audience;
 use crate::db::DbConnection;
@@ -131,56 +132,39 @@ impl Identity {
             ))
         })?;
         let account_key = self.vault.blind_index(IndexKind::Phone, phone.e164());
-        let key = account_key.clone();
-        let (customer, delay) = self
-            .db
-            .run(move |conn| -> AppResult<_> {
-                let delay = throttle::login_delay(conn, &key, now())?;
-                let customer: Option<(String, Option<String>)> = customers::table
-                    .filter(customers::phone_index.eq(&key))
+        let tokens = self.tokens.clone();
+        let store = AccountStore {
+            find: |conn: &mut DbConnection, key: &[u8]| {
+                customers::table
+                    .filter(customers::phone_index.eq(key))
                     .filter(customers::erased_at.is_null())
                     .select((customers::id, customers::password_hash))
-                    .first(conn)
-                    .optional()?;
-                Ok((customer, delay))
-            })
-            .await?;
-        if let Some(wait) = delay {
-            return Err(Problem {
-                code: "login_throttled",
-                ..Problem::too_many(wait, "Too many failed logins; wait before trying again.")
-            }
-            .into());
-        }
-        let stored = customer.as_ref().and_then(|(_, h)| h.clone());
-        let verdict = self.hasher.verify(password.clone(), stored).await?;
-        let this = self.clone();
-        if !verdict.matches {
-            self.db
-                .write(move |conn| -> AppResult<()> {
-                    Ok(throttle::record_login_failure(conn, &account_key, now())?)
-                })
-                .await?;
-            return Err(invalid_credentials());
-        }
-        let (customer_id, _) = customer.expect("a match implies an account");
-        let rehash = if verdict.needs_rehash {
-            Some(self.hasher.hash(password).await?)
-        } else {
-            None
+                    .first::<(String, Option<String>)>(conn)
+                    .optional()
+                    .map(|row| {
+                        row.map(|(id, password_hash)| Account {
+                            id,
+                            role: None,
+                            password_hash,
+                        })
+                    })
+            },
+            store_rehash: |conn: &mut DbConnection, id: &str, hash: String| {
+                diesel::update(customers::table.find(id))
+                    .set(customers::password_hash.eq(Some(hash)))
+                    .execute(conn)
+            },
         };
-        self.db
-            .write(move |conn| -> AppResult<Issued> {
-                throttle::clear_login_failures(conn, &account_key)?;
-                if let Some(hash) = rehash {
-                    diesel::update(customers::table.find(&customer_id))
-                        .set(customers::password_hash.eq(Some(hash)))
-                        .execute(conn)?;
-                }
-                this.tokens
-                    .start(conn, Audience::Customer, &customer_id, None, &client)
-            })
-            .await
+        password_login(
+            &self.db,
+            &self.hasher,
+            account_key,
+            password,
+            store,
+            "The phone number or the password is wrong.",
+            move |conn, account| tokens.start(conn, Audience::Customer, &account.id, None, &client),
+        )
+        .await
     }
 
     /// `POST /v1/auth/refresh`.

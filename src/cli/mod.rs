@@ -3,6 +3,7 @@
 
 mod keys;
 mod outbox;
+mod staff;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Inspect the e-mail outbox, or queue a failed message again.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// Add, disable or list store staff.
+    #[command(subcommand)]
+    Staff(staff::StaffCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -51,6 +55,7 @@ pub fn main() -> ExitCode {
         }
         Command::Keys(command) => keys::run(command),
         Command::Outbox(command) => outbox::run(command),
+        Command::Staff(command) => staff::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

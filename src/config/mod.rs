@@ -193,6 +193,10 @@ impl Vars {
         self.0.insert(name.to_owned(), value.into());
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Adds `name` only when it is unset.
     pub fn set_default(&mut self, name: &str, value: &str) {
         if self.get(name).is_none() {

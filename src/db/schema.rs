@@ -115,6 +115,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    staff (id) {
+        id -> Text,
+        email_index -> Binary,
+        email -> Binary,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        staff_id -> Text,
+        action -> Text,
+        target_kind -> Text,
+        target_id -> Text,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::allow_tables_to_appear_in_same_query!(
     data_keys,
@@ -126,4 +150,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     security_events,
     outbox,
+    staff,
+    audit_log,
 );

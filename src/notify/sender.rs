@@ -134,6 +134,7 @@ impl EmailSender {
         vault: Vault,
         config: &EmailConfig,
         shop_domain: &str,
+        metrics: Arc<OutboxMetrics>,
     ) -> Result<Self, SenderError> {
         let mailer = Mailer::new(&config.transport, shop_domain)?;
         let timeout = match &config.transport {
@@ -157,7 +158,7 @@ impl EmailSender {
                 send_deadline,
                 claim_ttl: send_deadline + Duration::from_secs(60),
                 claimer: format!("sender-{}", uuid::Uuid::new_v4()),
-                metrics: Arc::default(),
+                metrics,
             }),
         })
     }

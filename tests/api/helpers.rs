@@ -313,6 +313,33 @@ impl TestApp {
         }
     }
 
+    /// Runs the `shopd` binary against this app's database and secrets, with `stdin` as its input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shopd"))
+            .args(args)
+            .current_dir(self.db.dir.path())
+            .env_clear()
+            .envs(
+                self.vars
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("SHOPD_BIND")),
+            )
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("shopd runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// A direct database connection, for tests that move the clock of a row.
     pub fn conn(&self) -> shopd::db::PooledConn {
         self.state.db.get().unwrap()

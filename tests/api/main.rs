@@ -13,3 +13,4 @@ mod identity;
 mod migrations;
 mod problems;
 mod sms;
+mod staff;

@@ -1,0 +1,85 @@
+//! One password login for customers and staff: the per-account throttle, the argon2 check (against a dummy
+//! hash when the account is unknown), the failure record, the hash upgrade, and the session start.
+
+use diesel::QueryResult;
+
+use super::passwords::Hasher;
+use super::sessions::{Issued, now};
+use super::throttle;
+use crate::db::{Db, DbConnection};
+use crate::domain::Sensitive;
+use crate::error::{AppError, AppResult, Problem};
+
+/// The account a login names.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub role: Option<String>,
+    pub password_hash: Option<String>,
+}
+
+/// How a kind of account is found and updated.
+pub struct AccountStore<Find, Rehash> {
+    pub find: Find,
+    pub store_rehash: Rehash,
+}
+
+pub fn invalid_credentials(detail: &str) -> AppError {
+    Problem::unauthorized("invalid_credentials", detail.to_owned()).into()
+}
+
+/// Checks `password` for the account under `account_key` and, when it matches, starts a session with `start`.
+/// A wrong password and an unknown account give the same `invalid_credentials` in the same time.
+pub async fn password_login<Find, Rehash, Start>(
+    db: &Db,
+    hasher: &Hasher,
+    account_key: Vec<u8>,
+    password: Sensitive<String>,
+    store: AccountStore<Find, Rehash>,
+    failure_detail: &'static str,
+    start: Start,
+) -> AppResult<Issued>
+where
+    Find: FnOnce(&mut DbConnection, &[u8]) -> QueryResult<Option<Account>> + Send + 'static,
+    Rehash: FnOnce(&mut DbConnection, &str, String) -> QueryResult<usize> + Send + 'static,
+    Start: FnOnce(&mut DbConnection, &Account) -> AppResult<Issued> + Send + 'static,
+{
+    let key = account_key.clone();
+    let find = store.find;
+    let (account, delay) = db
+        .run(move |conn| -> AppResult<_> {
+            let delay = throttle::login_delay(conn, &key, now())?;
+            Ok((find(conn, &key)?, delay))
+        })
+        .await?;
+    if let Some(wait) = delay {
+        return Err(Problem {
+            code: "login_throttled",
+            ..Problem::too_many(wait, "Too many failed logins; wait before trying again.")
+        }
+        .into());
+    }
+    let stored = account.as_ref().and_then(|a| a.password_hash.clone());
+    let verdict = hasher.verify(password.clone(), stored).await?;
+    let Some(account) = account.filter(|_| verdict.matches) else {
+        db.write(move |conn| -> AppResult<()> {
+            Ok(throttle::record_login_failure(conn, &account_key, now())?)
+        })
+        .await?;
+        return Err(invalid_credentials(failure_detail));
+    };
+    let rehash = if verdict.needs_rehash {
+        Some(hasher.hash(password).await?)
+    } else {
+        None
+    };
+    let store_rehash = store.store_rehash;
+    db.write(move |conn| -> AppResult<Issued> {
+        throttle::clear_login_failures(conn, &account_key)?;
+        if let Some(hash) = rehash {
+            store_rehash(conn, &account.id, hash)?;
+        }
+        start(conn, &account)
+    })
+    .await
+}
