@@ -211,6 +211,14 @@ impl EmailSender {
         &self,
         shutdown: Option<&watch::Receiver<bool>>,
     ) -> Result<usize, DbError> {
+        let due = self
+            .inner
+            .db
+            .run(|conn| -> Result<_, DbError> { Ok(outbox::any_due(conn)?) })
+            .await?;
+        if !due {
+            return Ok(0);
+        }
         let claimer = self.inner.claimer.clone();
         let ttl = chrono::Duration::from_std(self.inner.claim_ttl).expect("a short duration");
         let rows = self
