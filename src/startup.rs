@@ -50,8 +50,7 @@ pub struct AppState {
     pub identity: Identity,
     pub staff: Staff,
     pub orders: Orders,
-    /// The e-mail outbox sender (started by a serving instance only) and its counters.
-    pub email: EmailSender,
+    /// Counters of this instance's outbox sender.
     pub outbox: Arc<OutboxMetrics>,
 }
 
@@ -107,29 +106,33 @@ impl AppState {
             config: config.clone(),
             payments: crate::payments::from_settings(&config.orders.payments),
         });
-        let email = EmailSender::new(
-            db.clone(),
-            vault.clone(),
-            &config.email,
-            &config.shop_domain,
-        )?;
         Ok(Self {
-            outbox: email.metrics(),
-            email,
             vault,
             config,
             db,
             identity,
             staff,
             orders,
+            outbox: Arc::default(),
         })
     }
 
-    /// The background work of a serving instance.
-    fn spawn_background_tasks(&self) {
+    /// The background work of a serving instance; the outbox sender runs until `stop` turns true.
+    fn spawn_background_tasks(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, StartError> {
         self.identity.revocations.spawn_poller(self.db.clone());
         crate::auth::purge::spawn(self.db.clone());
         self.orders.spawn_background();
+        let email = EmailSender::new(
+            self.db.clone(),
+            self.vault.clone(),
+            &self.config.email,
+            &self.config.shop_domain,
+            self.outbox.clone(),
+        )?;
+        Ok(email.spawn(stop))
     }
 }
 
@@ -140,9 +143,8 @@ impl Application {
         let listener = TcpListener::bind(bind).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
         let state = AppState::build(config).await?;
-        state.spawn_background_tasks();
         let (shutdown, stop) = tokio::sync::watch::channel(false);
-        let sender = state.email.clone().spawn(stop);
+        let sender = state.spawn_background_tasks(stop)?;
         let server = serve(listener, state.clone()).map_err(bind_error)?;
         Ok(Self {
             port,

@@ -32,15 +32,15 @@ enum Command {
     /// Generate, rotate or reindex keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Add, disable or list store staff.
-    #[command(subcommand)]
-    Staff(staff::StaffCommand),
     /// Inspect the e-mail outbox, or queue a failed message again.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
     /// Manage the catalogue.
     #[command(subcommand)]
     Products(products::ProductsCommand),
+    /// Add, disable or list store staff.
+    #[command(subcommand)]
+    Staff(staff::StaffCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -58,9 +58,9 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys(command) => keys::run(command),
-        Command::Staff(command) => staff::run(command),
         Command::Outbox(command) => outbox::run(command),
         Command::Products(command) => products::run(command),
+        Command::Staff(command) => staff::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

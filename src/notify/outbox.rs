@@ -197,6 +197,22 @@ impl OutboxRow {
     }
 }
 
+/// Whether any row is due and unclaimed: a read, so an idle sender never takes the write lock.
+pub fn any_due(conn: &mut DbConnection) -> QueryResult<bool> {
+    let now = now();
+    diesel::select(diesel::dsl::exists(
+        outbox::table
+            .filter(outbox::status.eq(PENDING))
+            .filter(outbox::next_attempt_at.le(now))
+            .filter(
+                outbox::claimed_until
+                    .is_null()
+                    .or(outbox::claimed_until.lt(now)),
+            ),
+    ))
+    .get_result(conn)
+}
+
 /// Claims up to `limit` due rows for `claimer` until `now + ttl` and returns them. Run it in a write
 /// transaction. Each claim is a conditional UPDATE (still pending, claim free or expired), so of two senders
 /// racing for a row exactly one gets it, on SQLite and PostgreSQL alike.

@@ -134,6 +134,7 @@ impl EmailSender {
         vault: Vault,
         config: &EmailConfig,
         shop_domain: &str,
+        metrics: Arc<OutboxMetrics>,
     ) -> Result<Self, SenderError> {
         let mailer = Mailer::new(&config.transport, shop_domain)?;
         let timeout = match &config.transport {
@@ -157,7 +158,7 @@ impl EmailSender {
                 send_deadline,
                 claim_ttl: send_deadline + Duration::from_secs(60),
                 claimer: format!("sender-{}", uuid::Uuid::new_v4()),
-                metrics: Arc::default(),
+                metrics,
             }),
         })
     }
@@ -210,6 +211,14 @@ impl EmailSender {
         &self,
         shutdown: Option<&watch::Receiver<bool>>,
     ) -> Result<usize, DbError> {
+        let due = self
+            .inner
+            .db
+            .run(|conn| -> Result<_, DbError> { Ok(outbox::any_due(conn)?) })
+            .await?;
+        if !due {
+            return Ok(0);
+        }
         let claimer = self.inner.claimer.clone();
         let ttl = chrono::Duration::from_std(self.inner.claim_ttl).expect("a short duration");
         let rows = self

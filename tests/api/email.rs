@@ -630,25 +630,7 @@ async fn without_smtp_url_mail_is_written_as_eml_files_in_the_data_folder() {
 
 /// Runs `shopd outbox …` against the app's database, as an operator would, and returns its standard output.
 fn shopd_outbox(app: &TestApp, args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shopd"));
-    command
-        .arg("outbox")
-        .args(args)
-        .current_dir(dir.path())
-        .env_clear();
-    for var in [
-        "DATABASE_URL",
-        "PII_KEYS",
-        "BLIND_INDEX_KEY",
-        "OTP_PEPPER",
-        "ACCESS_TOKEN_KEYS",
-        "SHOP_DOMAIN",
-    ] {
-        command.env(var, app.vars.get(var).unwrap_or_default());
-    }
-    command.env("SHOPD_DATA_DIR", dir.path());
-    let out = command.output().unwrap();
+    let out = app.cli(&[&["outbox"], args].concat(), "");
     assert!(
         out.status.success(),
         "{}",

@@ -304,6 +304,15 @@ impl TestApp {
         .await
     }
 
+    /// Stops the instance as a deployment would stop a process: the server and its background outbox sender.
+    /// The database stays (other apps may hold it).
+    pub async fn stop(mut self) {
+        self.handle.stop(false).await;
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+    }
+
     /// Runs the `shopd` binary against this app's database and secrets, with `stdin` as its input.
     pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use std::process::{Command, Stdio};
@@ -329,15 +338,6 @@ impl TestApp {
             .write_all(stdin.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
-    }
-
-    /// Stops the instance as a deployment would stop a process: the server and its background outbox sender.
-    /// The database stays (other apps may hold it).
-    pub async fn stop(mut self) {
-        self.handle.stop(false).await;
-        if let Some(served) = self.served.take() {
-            let _ = served.await;
-        }
     }
 
     /// A direct database connection, for tests that move the clock of a row.
