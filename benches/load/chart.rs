@@ -82,10 +82,10 @@ pub fn svg(report: &Report) -> String {
     }
 
     let (label_w, panel_w, gap, top, bar_h, bar_gap, group_gap) =
-        (390.0, 270.0, 40.0, 70.0, 14.0, 2.0, 12.0);
+        (390.0, 270.0, 80.0, 70.0, 14.0, 2.0, 12.0);
     let rows: f64 = groups.iter().map(|g| g.bars.len() as f64).sum();
     let height = top + rows * (bar_h + bar_gap) + groups.len() as f64 * group_gap + 40.0;
-    let width = label_w + 2.0 * panel_w + gap + 30.0;
+    let width = label_w + 2.0 * panel_w + gap + 60.0;
     let rates = decades(groups.iter().flat_map(|g| g.bars.iter().map(|b| b.rate)));
     let p99s = decades(groups.iter().flat_map(|g| g.bars.iter().map(|b| b.p99_ms)));
     let x_of = |(lo, hi): (i32, i32), x0: f64, v: f64| {

@@ -73,7 +73,7 @@ struct Args {
     /// Concurrent connections of every scenario but the memory one.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Connections of the memory scenario (b*@1000).
+    /// Connections of the memory scenario (b-me@1000).
     #[arg(long, default_value_t = 1000)]
     many_connections: usize,
     /// Customers signed up before the scenarios run.
@@ -95,6 +95,9 @@ struct Args {
     /// Also write the table into docs/performance.md and the chart into docs/performance-load.svg.
     #[arg(long)]
     update_docs: bool,
+    /// An extra variable for shopd, like `MALLOC_ARENA_MAX=2` (repeatable; for experiments).
+    #[arg(long = "shopd-env", value_parser = parse_env)]
+    shopd_env: Vec<(String, String)>,
     /// Use the release binaries already built.
     #[arg(long)]
     skip_build: bool,
@@ -117,6 +120,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(n * 60)),
         _ => Err(format!("`{text}` is not a duration like 10s or 1m")),
     }
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not NAME=value"))
 }
 
 /// One argon2id hash at the production parameters, in this (release) build: the median of 7.
@@ -194,6 +203,7 @@ impl Run<'_> {
         let after = procfs::CpuSnapshot::take(server_pid);
         Ok(Outcome::Measured {
             m,
+            start_rss_kib: probe.start_kib,
             peak_rss_kib: probe.stop(),
             cpu: before.until(&after),
             logins_beside,
@@ -270,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
                 postgres_admin_url: &args.postgres_url,
                 twilio_base: &twilio.base_url,
                 rust_log: &args.rust_log,
+                extra_env: &args.shopd_env,
             },
         )
         .await?;
@@ -277,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
         let idle_rss_kib = procfs::status_kib(shopd.pid, "VmRSS").unwrap_or(0);
         let mut ctx = Ctx::new(
             client::Shop {
-                base: shopd.base_url(),
+                port: shopd.port,
                 addresses: addresses.clone(),
             },
             shopd.port,

@@ -22,6 +22,8 @@ pub fn reset_peak(pid: u32) -> bool {
 
 /// Polls VmRSS every 20 ms and keeps the largest value: the peak, even where VmHWM cannot be reset.
 pub struct RssProbe {
+    /// VmRSS when the probe started.
+    pub start_kib: u64,
     max_kib: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
     pid: u32,
@@ -31,7 +33,8 @@ pub struct RssProbe {
 impl RssProbe {
     pub fn start(pid: u32) -> Self {
         let hwm_reset = reset_peak(pid);
-        let max_kib = Arc::new(AtomicU64::new(status_kib(pid, "VmRSS").unwrap_or(0)));
+        let start_kib = status_kib(pid, "VmRSS").unwrap_or(0);
+        let max_kib = Arc::new(AtomicU64::new(start_kib));
         let max = max_kib.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -46,6 +49,7 @@ impl RssProbe {
             }
         });
         Self {
+            start_kib,
             max_kib,
             task,
             pid,

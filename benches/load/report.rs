@@ -12,6 +12,8 @@ use crate::scenarios::{SCENARIOS, Scenario, Status, Target};
 pub enum Outcome {
     Measured {
         m: Measured,
+        /// shopd's resident memory when the measured time began, and its peak during it.
+        start_rss_kib: u64,
         peak_rss_kib: u64,
         cpu: CpuShare,
         /// For a scenario measured beside the login loops: what the logins did meanwhile.
@@ -89,7 +91,7 @@ pub fn fmt_rate(r: f64) -> String {
         let s = n.to_string();
         let mut out = String::new();
         for (i, ch) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(ch);
@@ -243,7 +245,7 @@ impl Report {
         writeln!(out).unwrap();
         writeln!(
             out,
-            "| scenario | db | req/s | vs (a) | p50 | p99 | peak RSS | CPU cores: server / postgres / load gen / other | target | |"
+            "| scenario | db | req/s | vs (a) | p50 | p99 | peak RSS (rise) | CPU cores: server / postgres / load gen / other | target | |"
         )
         .unwrap();
         writeln!(out, "|---|---|--:|--:|--:|--:|--:|---|---|---|").unwrap();
@@ -261,6 +263,7 @@ impl Report {
                 match &row.outcome {
                     Outcome::Measured {
                         m,
+                        start_rss_kib,
                         peak_rss_kib,
                         cpu,
                         logins_beside,
@@ -270,7 +273,7 @@ impl Report {
                             .unwrap_or_default();
                         writeln!(
                             out,
-                            "| **{}** {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.2} / {} / {:.2} / {:.2} | {} | {} |",
+                            "| **{}** {} | {} | {} | {} | {} | {} | {:.1} MiB ({:+.1}) | {:.2} / {} / {:.2} / {:.2} | {} | {} |",
                             s.id,
                             s.title,
                             db,
@@ -283,6 +286,7 @@ impl Report {
                             fmt_latency(m.p50),
                             fmt_latency(m.p99),
                             mib(*peak_rss_kib),
+                            mib(*peak_rss_kib) - mib(*start_rss_kib),
                             cpu.server,
                             if block.db == Db::Postgres && s.id != "a" {
                                 format!("{:.2}", cpu.postgres)

@@ -48,7 +48,7 @@ pub enum Status {
 }
 
 pub struct Scenario {
-    /// Like `a`, `b*` (a stand-in, until the real one exists) or `b*@1000`.
+    /// Like `a`, `b-me` (a stand-in for `b` until the real one exists) or `b-me@1000`.
     pub id: &'static str,
     pub title: &'static str,
     pub target: Target,
@@ -76,7 +76,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ),
     },
     Scenario {
-        id: "b*",
+        id: "b-me",
         title: "GET /v1/me with a valid access token (stand-in for b)",
         target: Target::ShareOfBaseline {
             sqlite: 0.30,
@@ -131,19 +131,19 @@ pub const SCENARIOS: &[Scenario] = &[
             of: "b",
             factor: 2.0,
         },
-        status: Status::Pending("orders issue: as g* below, with the load of (b)"),
+        status: Status::Pending("orders issue: as g-me, with the load of (b)"),
     },
     Scenario {
-        id: "g*",
-        title: "p99 of (b*) while (f) runs flat out (stand-in for g)",
+        id: "g-me",
+        title: "p99 of (b-me) while (f) runs flat out (stand-in for g)",
         target: Target::P99Within {
-            of: "b*",
+            of: "b-me",
             factor: 2.0,
         },
         status: Status::Ready,
     },
     Scenario {
-        id: "b*@1000",
+        id: "b-me@1000",
         title: "GET /v1/me at 1,000 connections (memory)",
         target: Target::PeakRssMib(100.0),
         status: Status::Ready,
@@ -205,12 +205,10 @@ impl Ctx {
         let phones: Vec<String> = (1..=n).map(|i| format!("+447400{i:06}")).collect();
         // A few at a time: signup hashes the password, and shopd hashes at most one per core at once.
         for batch in phones.chunks(PER_ADDRESS.min(8)) {
-            let client = self.shop.addresses.client();
-            let results = join_all(
-                batch
-                    .iter()
-                    .map(|p| self.shop.sign_up(&client, &self.twilio, p)),
-            )
+            let results = join_all(batch.iter().map(|p| async {
+                let mut client = self.shop.client();
+                self.shop.sign_up(&mut client, &self.twilio, p).await
+            }))
             .await;
             for pair in results {
                 self.spare.push(pair?.refresh);
@@ -224,13 +222,16 @@ impl Ctx {
     pub async fn chains(&mut self, n: usize) -> anyhow::Result<Vec<String>> {
         while self.spare.len() < n {
             let want = (n - self.spare.len()).min(8);
-            let client = self.shop.addresses.client();
             let mut phones = Vec::new();
             for _ in 0..want {
                 phones.push(self.phones[self.next_phone % self.phones.len()].clone());
                 self.next_phone += 1;
             }
-            let results = join_all(phones.iter().map(|p| self.shop.log_in(&client, p))).await;
+            let results = join_all(phones.iter().map(|p| async {
+                let mut client = self.shop.client();
+                self.shop.log_in(&mut client, p).await
+            }))
+            .await;
             for pair in results {
                 self.spare.push(pair?.refresh);
             }
@@ -244,10 +245,10 @@ impl Ctx {
             let more = self.chains(n - self.readers.len()).await?;
             self.readers.extend(more);
         }
-        let client = self.shop.addresses.client();
+        let mut client = self.shop.client();
         let mut access = Vec::with_capacity(n);
         for token in self.readers.iter_mut().take(n) {
-            let pair = self.shop.refresh(&client, token).await?;
+            let pair = self.shop.refresh(&mut client, token).await?;
             *token = pair.refresh;
             access.push(pair.access);
         }
@@ -283,19 +284,19 @@ pub async fn load_for(id: &str, ctx: &mut Ctx) -> anyhow::Result<Load> {
             connections,
             script: Script::Plain,
         }),
-        "b*" | "g*" | "b*@1000" => {
+        "b-me" | "g-me" | "b-me@1000" => {
             let tokens = ctx.access_tokens(connections).await?;
             let job = WrkJob {
                 port: ctx.shopd_port,
                 path: "/v1/me".into(),
-                connections: if id == "b*@1000" {
+                connections: if id == "b-me@1000" {
                     ctx.many_connections
                 } else {
                     connections
                 },
                 script: ctx.bearer_gets("/v1/me", &tokens),
             };
-            if id == "g*" {
+            if id == "g-me" {
                 Load::WrkDuringLogins { job, connections }
             } else {
                 Load::Wrk(job)
@@ -306,7 +307,7 @@ pub async fn load_for(id: &str, ctx: &mut Ctx) -> anyhow::Result<Load> {
             path: "/v1/auth/refresh".into(),
             connections,
             script: Script::RefreshChains {
-                tokens: ctx.chains(connections).await?,
+                tokens: ctx.chains(2 * connections).await?,
             },
         }),
         "f" => Load::Logins { connections },

@@ -163,6 +163,7 @@ pub struct ShopdOptions<'a> {
     pub postgres_admin_url: &'a str,
     pub twilio_base: &'a str,
     pub rust_log: &'a str,
+    pub extra_env: &'a [(String, String)],
 }
 
 pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::Result<Server> {
@@ -195,6 +196,7 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
         .env("TWILIO_ACCOUNT_SID", twilio::ACCOUNT_SID)
         .env("TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN)
         .env("TWILIO_FROM", twilio::FROM)
+        .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)
         .stderr(std::fs::File::options().append(true).open(&log)?)

@@ -178,7 +178,12 @@ pub async fn run(
     else {
         bail!("cannot read wrk's result line: {line}");
     };
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("WRK_FIRST_FAILURE "))
+        .take(1)
+        .map(|f| format!("first failure: {f}"))
+        .collect();
     if connect + read + write + timeout > 0 {
         notes.push(format!(
             "socket errors: connect {connect}, read {read}, write {write}, timeout {timeout}"

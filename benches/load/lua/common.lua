@@ -2,7 +2,8 @@
 -- prints one machine-readable line at the end. A scenario script is appended to this one.
 --
 -- Thread globals a scenario may set: `wrapped` (times its single-use inputs ran out and started over),
--- `lost` (requests sent without a live input).
+-- `lost` (requests sent without a live input), `first_failure` (text: the first answer that was not 200, for
+-- scripts that read answers).
 
 local threads = {}
 local counter = 0
@@ -18,6 +19,10 @@ function done(summary, latency, requests)
    for _, t in ipairs(threads) do
       wrapped = wrapped + (t:get("wrapped") or 0)
       lost = lost + (t:get("lost") or 0)
+      local failure = t:get("first_failure")
+      if failure then
+         io.write("WRK_FIRST_FAILURE " .. string.gsub(failure, "\n", " ") .. "\n")
+      end
    end
    local e = summary.errors
    io.write(string.format("WRK_RESULT %d %d %.0f %.0f %.0f %.0f %d %d %d %d %d %d %d\n",

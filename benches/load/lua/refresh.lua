@@ -1,6 +1,7 @@
 -- POST /v1/auth/refresh with single-use refresh tokens: each thread keeps a queue of live tokens (at least
--- one per connection: one chain each) and puts back the new token each 200 answer carries. A connection
--- never has two requests in flight, so its answer is back in the queue before it asks for the next.
+-- one per connection: one chain each; the harness gives two, so that a broken chain does not starve a
+-- connection) and puts back the new token each 200 answer carries. A connection never has two requests in
+-- flight, so its answer is back in the queue before it asks for the next.
 -- args: FILE (one token a line) THREADS
 
 local queue, head, tail = {}, 1, 0
@@ -38,10 +39,10 @@ function request()
 end
 
 function response(status, _, body)
-   if status == 200 then
-      local token = string.match(body, '"refresh_token":"(rt_[%w_%-]+)"')
-      if token then
-         push(token)
-      end
+   local token = status == 200 and string.match(body, '"refresh_token":"(rt_[%w_%-]+)"')
+   if token then
+      push(token)
+   elseif not first_failure then
+      first_failure = status .. " " .. string.sub(body, 1, 300)
    end
 end
