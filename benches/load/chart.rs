@@ -40,7 +40,8 @@ fn decades(values: impl Iterator<Item = f64>) -> (i32, i32) {
     if lo > hi {
         return (0, 1);
     }
-    let lo = lo.log10().floor() as i32;
+    // Half the smallest value still gets a visible bar.
+    let lo = (lo / 2.0).log10().floor() as i32;
     let hi = (hi.log10().ceil() as i32).max(lo + 1);
     (lo, hi)
 }
@@ -73,16 +74,13 @@ pub fn svg(report: &Report) -> String {
             })
             .collect();
         if !bars.is_empty() {
-            let mut label = format!("({}) {}", scenario.id, scenario.title);
-            if label.chars().count() > 58 {
-                label = label.chars().take(57).collect::<String>() + "…";
-            }
+            let label = format!("({}) {}", scenario.id, scenario.short);
             groups.push(Group { label, bars });
         }
     }
 
     let (label_w, panel_w, gap, top, bar_h, bar_gap, group_gap) =
-        (390.0, 270.0, 80.0, 70.0, 14.0, 2.0, 12.0);
+        (250.0, 300.0, 80.0, 70.0, 14.0, 2.0, 12.0);
     let rows: f64 = groups.iter().map(|g| g.bars.len() as f64).sum();
     let height = top + rows * (bar_h + bar_gap) + groups.len() as f64 * group_gap + 40.0;
     let width = label_w + 2.0 * panel_w + gap + 60.0;

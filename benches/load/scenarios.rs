@@ -51,6 +51,8 @@ pub struct Scenario {
     /// Like `a`, `b-me` (a stand-in for `b` until the real one exists) or `b-me@1000`.
     pub id: &'static str,
     pub title: &'static str,
+    /// For the chart.
+    pub short: &'static str,
     pub target: Target,
     pub status: Status,
 }
@@ -59,12 +61,14 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "a",
         title: "baseline: GET / of examples/baseline.rs (framework ceiling)",
+        short: "baseline GET /",
         target: Target::None,
         status: Status::Ready,
     },
     Scenario {
         id: "b",
         title: "GET /v1/orders/{id} with a valid access token",
+        short: "GET /v1/orders/{id}",
         target: Target::ShareOfBaseline {
             sqlite: 0.30,
             postgres: 0.15,
@@ -78,6 +82,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "b-me",
         title: "GET /v1/me with a valid access token (stand-in for b)",
+        short: "GET /v1/me (stand-in for b)",
         target: Target::ShareOfBaseline {
             sqlite: 0.30,
             postgres: 0.15,
@@ -88,6 +93,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "c",
         title: "POST /v1/orders, distinct Idempotency-Keys, enough stock",
+        short: "POST /v1/orders",
         target: Target::PerSecond {
             sqlite: 2000.0,
             postgres: 1500.0,
@@ -100,6 +106,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "d",
         title: "POST /v1/webhooks/standard, properly signed",
+        short: "POST /v1/webhooks/standard",
         target: Target::PerSecond {
             sqlite: 5000.0,
             postgres: 0.0,
@@ -112,6 +119,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "e",
         title: "POST /v1/auth/refresh (one single-use chain per connection)",
+        short: "POST /v1/auth/refresh",
         target: Target::PerSecond {
             sqlite: 3000.0,
             postgres: 3000.0,
@@ -121,12 +129,14 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "f",
         title: "POST /v1/auth/login (argon2id m=19456 KiB, t=2, p=1)",
+        short: "POST /v1/auth/login",
         target: Target::ShareOfArgon2Bound(0.90),
         status: Status::Ready,
     },
     Scenario {
         id: "g",
         title: "p99 of (b) while (f) runs flat out",
+        short: "(b) during (f)",
         target: Target::P99Within {
             of: "b",
             factor: 2.0,
@@ -136,6 +146,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "g-me",
         title: "p99 of (b-me) while (f) runs flat out (stand-in for g)",
+        short: "GET /v1/me during logins (for g)",
         target: Target::P99Within {
             of: "b-me",
             factor: 2.0,
@@ -145,6 +156,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "b-me@1000",
         title: "GET /v1/me at 1,000 connections (memory)",
+        short: "GET /v1/me, 1,000 connections",
         target: Target::PeakRssMib(100.0),
         status: Status::Ready,
     },
