@@ -81,6 +81,9 @@ pub struct Report {
 
 pub const IDLE_RSS_TARGET_MIB: f64 = 20.0;
 
+/// Cores used by other work during a measurement above which its figures are flagged.
+pub const NOISY_CORES: f64 = 0.25;
+
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -250,6 +253,7 @@ impl Report {
         .unwrap();
         writeln!(out, "|---|---|--:|--:|--:|--:|--:|---|---|---|").unwrap();
         let mut notes = Vec::new();
+        let mut noisy = false;
         for block in &self.blocks {
             let baseline = block.get("a").map(Measured::rate);
             for row in &block.rows {
@@ -273,7 +277,7 @@ impl Report {
                             .unwrap_or_default();
                         writeln!(
                             out,
-                            "| **{}** {} | {} | {} | {} | {} | {} | {:.1} MiB ({:+.1}) | {:.2} / {} / {:.2} / {:.2} | {} | {} |",
+                            "| **{}** {} | {} | {} | {} | {} | {} | {:.1} MiB ({:+.1}) | {:.2} / {} / {:.2} / {} | {} | {} |",
                             s.id,
                             s.title,
                             db,
@@ -294,7 +298,12 @@ impl Report {
                                 "–".to_owned()
                             },
                             cpu.load_generator,
-                            cpu.other,
+                            if cpu.other > NOISY_CORES {
+                                noisy = true;
+                                format!("**{:.2}**", cpu.other)
+                            } else {
+                                format!("{:.2}", cpu.other)
+                            },
                             target,
                             verdict(met)
                         )
@@ -325,6 +334,14 @@ impl Report {
             }
         }
         writeln!(out).unwrap();
+        if noisy {
+            writeln!(
+                out,
+                "**Bold** \"other\": more than {NOISY_CORES} core went to other work on the machine during that \
+                 measurement; its figures are depressed by it.\n"
+            )
+            .unwrap();
+        }
         let idle: Vec<String> = self
             .blocks
             .iter()
