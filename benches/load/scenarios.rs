@@ -156,7 +156,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         id: "b-me@1000",
         title: "GET /v1/me at 1,000 connections (memory)",
-        short: "GET /v1/me, 1,000 connections",
+        short: "GET /v1/me, 1k connections",
         target: Target::PeakRssMib(100.0),
         status: Status::Ready,
     },
