@@ -10,6 +10,8 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod notify;
+pub mod orders;
+pub mod payments;
 pub mod staff;
 pub mod startup;
 pub mod telemetry;

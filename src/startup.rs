@@ -19,7 +19,9 @@ use crate::auth::{Identity, IdentityParts};
 use crate::config::Config;
 use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
+use crate::notify::sender::{EmailSender, OutboxMetrics, SenderError};
 use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
+use crate::orders::{Orders, OrdersParts};
 use crate::staff::Staff;
 use crate::telemetry::Metrics;
 use crate::tls::{self, CertificateStore, TlsError};
@@ -60,6 +62,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The per-address rate limits of the route classes.
     pub limits: Arc<RouteLimits>,
+    pub orders: Orders,
+    /// Counters of this instance's outbox sender.
+    pub outbox: Arc<OutboxMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,8 @@ pub enum StartError {
     Database(#[from] DbError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Email(#[from] SenderError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -81,6 +88,9 @@ pub struct Application {
     state: AppState,
     /// `/metrics` on `METRICS_BIND`, and its port.
     metrics_server: Option<(Server, u16)>,
+    /// Tells the background outbox sender to stop once the server has.
+    shutdown: tokio::sync::watch::Sender<bool>,
+    sender: tokio::task::JoinHandle<()>,
 }
 
 impl AppState {
@@ -109,6 +119,12 @@ impl AppState {
             metrics: metrics.clone(),
         });
         let staff = Staff::new(db.clone(), vault.clone(), &identity);
+        let orders = Orders::new(OrdersParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            config: config.clone(),
+            payments: crate::payments::from_settings(&config.orders.payments),
+        });
         Ok(Self {
             vault,
             limits: Arc::new(RouteLimits::new(&config.edge.rate_limits)),
@@ -117,13 +133,27 @@ impl AppState {
             identity,
             staff,
             metrics,
+            orders,
+            outbox: Arc::default(),
         })
     }
 
-    /// The background work of a serving instance.
-    fn spawn_background_tasks(&self) {
+    /// The background work of a serving instance; the outbox sender runs until `stop` turns true.
+    fn spawn_background_tasks(
+        &self,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, StartError> {
         self.identity.revocations.spawn_poller(self.db.clone());
         crate::auth::purge::spawn(self.db.clone());
+        self.orders.spawn_background();
+        let email = EmailSender::new(
+            self.db.clone(),
+            self.vault.clone(),
+            &self.config.email,
+            &self.config.shop_domain,
+            self.outbox.clone(),
+        )?;
+        Ok(email.spawn(stop))
     }
 }
 
@@ -140,7 +170,8 @@ impl Application {
                 Some(tls::server_config(store)?)
             }
         };
-        state.spawn_background_tasks();
+        let (shutdown, stop) = tokio::sync::watch::channel(false);
+        let sender = state.spawn_background_tasks(stop)?;
         let bind_error = |addr| move |source| StartError::Bind { addr, source };
         let server = serve(listener, state.clone(), tls).map_err(bind_error(state.config.bind))?;
         let metrics_server = match metrics_listener {
@@ -160,6 +191,8 @@ impl Application {
             server,
             state,
             metrics_server,
+            shutdown,
+            sender,
         })
     }
 
@@ -181,17 +214,26 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the server stops; the metrics server, if any, stops with it.
+    /// Serves until stopped; then stops the metrics server, if any, and the outbox sender, letting the
+    /// message in hand finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some((metrics, _)) = self.metrics_server else {
-            return self.server.await;
-        };
-        let handle = metrics.handle();
-        let task = tokio::spawn(metrics);
-        let result = self.server.await;
-        handle.stop(true).await;
-        let _ = task.await;
-        result
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
+        let served = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.sender)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the outbox sender did not stop in time; its claims will expire");
+        }
+        served
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> AppResult<
     }
     let (connections, idle, max) = state.db.pool_state();
     state.metrics.db_pool(connections, idle, max);
+    state.metrics.outbox(&state.outbox.snapshot());
     let mut response = HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
         .body(state.metrics.render());

@@ -9,7 +9,9 @@ pub mod json;
 pub mod me;
 pub mod metrics;
 pub mod ops;
+pub mod orders;
 pub mod problem;
+pub mod products;
 pub mod request_context;
 pub mod staff;
 
@@ -32,6 +34,8 @@ use crate::error::AppError;
         me::get, me::patch, me::export, me::erase,
         staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
         staff::customer_erase,
+        products::list, products::get,
+        orders::place, orders::list, orders::get, orders::shipping_address, orders::cancel,
     ),
     components(schemas(problem::ProblemBody)),
     modifiers(&BearerAuth)
@@ -96,7 +100,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(me::erase)),
         )
         .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
-        .configure(staff::routes);
+        .configure(staff::routes)
+        .service(web::resource("/v1/products").route(web::get().to(products::list)))
+        .service(web::resource("/v1/products/{id}").route(web::get().to(products::get)))
+        .service(
+            web::resource("/v1/orders")
+                .route(web::get().to(orders::list))
+                .route(web::post().to(orders::place)),
+        )
+        .service(web::resource("/v1/orders/{id}").route(web::get().to(orders::get)))
+        .service(
+            web::resource("/v1/orders/{id}/shipping-address")
+                .route(web::get().to(orders::shipping_address)),
+        )
+        .service(web::resource("/v1/orders/{id}/cancel").route(web::post().to(orders::cancel)));
 }
 
 /// Extractor settings that turn path and query errors into problem+json.

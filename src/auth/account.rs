@@ -15,6 +15,7 @@ use crate::db::DbConnection;
 use crate::db::schema::customers;
 use crate::domain::{Email, NewPassword, Sensitive, mask_e164, mask_email};
 use crate::error::{AppError, AppResult, Problem};
+use crate::notify::outbox::{self, Notification};
 use crate::vault::Opened;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
@@ -325,6 +326,13 @@ impl Identity {
                         crate::db::schema::security_events::created_at.eq(now()),
                     ))
                     .execute(conn)?;
+                // Committed with the new password, or not at all; sent only if an e-mail is known.
+                outbox::enqueue(
+                    conn,
+                    Notification::PasswordChanged {
+                        customer_id: customer_id.clone(),
+                    },
+                )?;
                 Ok(Ok(sessions::end_sessions_of(
                     conn,
                     &customer_id,

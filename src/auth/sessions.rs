@@ -19,6 +19,7 @@ use crate::db::DbConnection;
 use crate::db::schema::{refresh_tokens, security_events, sessions};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
+use crate::notify::outbox::{self, Notification};
 
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const REUSE_GRACE: Duration = Duration::from_secs(10);
@@ -302,6 +303,16 @@ impl TokenIssuer {
                         security_events::created_at.eq(now),
                     ))
                     .execute(conn)?;
+                if audience == Audience::Customer {
+                    // In the same transaction: the alert exists exactly when the session ended. Whether the
+                    // customer has an e-mail is the sender's business, so every reuse looks alike here.
+                    outbox::enqueue(
+                        conn,
+                        Notification::SessionEndedByTokenReuse {
+                            customer_id: session.subject_id.clone(),
+                        },
+                    )?;
+                }
                 return Ok(Refreshed::Reused {
                     session_id: session.id,
                 });

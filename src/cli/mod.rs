@@ -1,8 +1,10 @@
-//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `staff …`, `pins …`.
-//! Each command exits non-zero with a one-line reason on failure.
+//! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `staff …`, `outbox …`,
+//! `products import`, `pins …`. Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
+mod outbox;
 mod pins;
+mod products;
 mod staff;
 
 use std::process::ExitCode;
@@ -31,6 +33,12 @@ enum Command {
     /// Generate, rotate or reindex keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Inspect the e-mail outbox, or queue a failed message again.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
+    /// Manage the catalogue.
+    #[command(subcommand)]
+    Products(products::ProductsCommand),
     /// Add, disable or list store staff.
     #[command(subcommand)]
     Staff(staff::StaffCommand),
@@ -53,6 +61,8 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys(command) => keys::run(command),
+        Command::Outbox(command) => outbox::run(command),
+        Command::Products(command) => products::run(command),
         Command::Staff(command) => staff::run(command),
         Command::Pins(args) => pins::run(args),
     };

@@ -2,6 +2,7 @@
 //! global, so each test builds its own. `docs/configuration.md` describes every variable.
 
 pub mod edge;
+pub mod email;
 pub mod parse;
 pub mod secrets;
 
@@ -20,6 +21,7 @@ pub use edge::{
     AttestationConfig, AttestationMode, EdgeConfig, MetricsConfig, RateLimits, ServerLimits,
     TlsConfig, TrustedProxies,
 };
+pub use email::{EmailConfig, EmailTransport, SmtpSecurity, SmtpSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -135,6 +137,33 @@ pub struct IdentityConfig {
     pub password_hashing: PasswordHashing,
 }
 
+/// Which payment provider creates payments.
+#[derive(Debug, Clone)]
+pub enum PaymentSettings {
+    /// Development only: no outside call; `shopd simulate-payment` plays the provider.
+    Sandbox,
+    Stripe {
+        secret_key: Sensitive<String>,
+        api_base: url::Url,
+    },
+}
+
+impl PaymentSettings {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Stripe { .. } => "stripe",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrdersConfig {
+    pub payments: PaymentSettings,
+    /// How long an unpaid order holds its stock before it expires (`ORDER_PAYMENT_TTL`).
+    pub payment_ttl: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -151,6 +180,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// Attestation, TLS, proxies, rate limits, server limits, metrics.
     pub edge: EdgeConfig,
+    pub email: EmailConfig,
+    pub orders: OrdersConfig,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -336,6 +367,8 @@ impl Config {
         };
         let identity = identity_config(vars, production)?;
         let edge = edge::edge_config(vars)?;
+        let email = email::email_config(vars, production, &shop_domain, &data_dir)?;
+        let orders = orders_config(vars, production)?;
 
         Ok(Self {
             environment,
@@ -354,6 +387,8 @@ impl Config {
             keys,
             identity,
             edge,
+            email,
+            orders,
         })
     }
 }
@@ -458,6 +493,80 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
         sms,
         sms_allowed_regions,
         password_hashing,
+    })
+}
+
+/// The shortest and longest `ORDER_PAYMENT_TTL` accepted.
+const PAYMENT_TTL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(7 * 86_400));
+
+fn orders_config(vars: &Vars, production: bool) -> Result<OrdersConfig, ConfigError> {
+    let payments = match vars.get("PAYMENT_PROVIDER") {
+        None if production => {
+            return Err(ConfigError::new(
+                "PAYMENT_PROVIDER",
+                "is required when SHOPD_ENV=production (stripe)",
+            ));
+        }
+        Some("sandbox") if production => {
+            return Err(ConfigError::new(
+                "PAYMENT_PROVIDER",
+                "`sandbox` takes no real payments and is refused in production",
+            ));
+        }
+        None | Some("sandbox") => PaymentSettings::Sandbox,
+        Some("stripe") => {
+            let secret_key = vars.get("STRIPE_SECRET_KEY").ok_or_else(|| {
+                ConfigError::new(
+                    "STRIPE_SECRET_KEY",
+                    "is required when PAYMENT_PROVIDER=stripe",
+                )
+            })?;
+            if !(secret_key.starts_with("sk_") || secret_key.starts_with("rk_"))
+                || secret_key
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::new(
+                    "STRIPE_SECRET_KEY",
+                    "is not a Stripe secret or restricted key (sk_… or rk_…)",
+                ));
+            }
+            let api_base = vars
+                .get("STRIPE_API_BASE")
+                .unwrap_or(crate::payments::stripe::STRIPE_API_BASE);
+            let api_base = url::Url::parse(api_base)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| ConfigError::new("STRIPE_API_BASE", "is not an http(s) URL"))?;
+            if production && api_base.scheme() != "https" {
+                return Err(ConfigError::new(
+                    "STRIPE_API_BASE",
+                    "must be https in production",
+                ));
+            }
+            PaymentSettings::Stripe {
+                secret_key: Sensitive::new(secret_key.to_owned()),
+                api_base,
+            }
+        }
+        Some(other) => {
+            return Err(ConfigError::new(
+                "PAYMENT_PROVIDER",
+                format!("`{other}` is not `sandbox` or `stripe`"),
+            ));
+        }
+    };
+    let payment_ttl = duration(vars, "ORDER_PAYMENT_TTL", "30m")?;
+    if !(PAYMENT_TTL_RANGE.0..=PAYMENT_TTL_RANGE.1).contains(&payment_ttl) {
+        return Err(ConfigError::new(
+            "ORDER_PAYMENT_TTL",
+            "must be from 100ms to 7d",
+        ));
+    }
+    Ok(OrdersConfig {
+        payments,
+        payment_ttl,
     })
 }
 

@@ -12,6 +12,9 @@ use super::keys::{KeyBytes, KeyError};
 pub enum IndexKind {
     Phone,
     Email,
+    /// The canonical form of an order request, kept beside its idempotency key to tell a replay from a reuse
+    /// without storing the shipping address (or an unkeyed hash of it) in clear.
+    OrderRequest,
 }
 
 impl IndexKind {
@@ -19,6 +22,7 @@ impl IndexKind {
         match self {
             Self::Phone => b"shopd-blind-index/phone/v1",
             Self::Email => b"shopd-blind-index/email/v1",
+            Self::OrderRequest => b"shopd-blind-index/order-request/v1",
         }
     }
 
@@ -30,6 +34,7 @@ impl IndexKind {
                 .filter(|c| c.is_ascii_digit() || *c == '+')
                 .collect(),
             Self::Email => value.trim().to_lowercase(),
+            Self::OrderRequest => value.to_owned(),
         }
     }
 }

@@ -98,6 +98,77 @@ diesel::table! {
 }
 
 diesel::table! {
+    products (id) {
+        id -> Text,
+        name -> Text,
+        price -> BigInt,
+        currency -> Text,
+        stock -> Integer,
+        active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (id) {
+        id -> Text,
+        customer_id -> Text,
+        key_hash -> Binary,
+        request_hash -> Binary,
+        claim_token -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        response_status -> Nullable<Integer>,
+        response_body -> Nullable<Binary>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        customer_id -> Text,
+        status -> Text,
+        total_amount -> BigInt,
+        currency -> Text,
+        item_count -> Integer,
+        shipping_address -> Binary,
+        payment_provider -> Text,
+        payment_id -> Nullable<Text>,
+        idempotency_key_id -> Nullable<Text>,
+        payment_review -> Bool,
+        needs_refund -> Bool,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    order_items (order_id, line) {
+        order_id -> Text,
+        line -> Integer,
+        product_id -> Text,
+        name -> Text,
+        unit_price -> BigInt,
+        quantity -> Integer,
+    }
+}
+
+diesel::table! {
+    order_events (id) {
+        id -> Text,
+        order_id -> Text,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        actor_kind -> Text,
+        actor_id -> Nullable<Text>,
+        note -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     staff (id) {
         id -> Text,
         email_index -> Binary,
@@ -121,7 +192,58 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        template -> Text,
+        recipient_kind -> Text,
+        customer_id -> Nullable<Text>,
+        data -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_receipts (provider, event_id) {
+        provider -> Text,
+        event_id -> Text,
+        kind -> Text,
+        order_id -> Nullable<Text>,
+        outcome -> Text,
+        processed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        provider -> Text,
+        event_id -> Nullable<Text>,
+        event_type -> Nullable<Text>,
+        verification -> Text,
+        outcome -> Nullable<Text>,
+        order_id -> Nullable<Text>,
+        customer_id -> Nullable<Text>,
+        headers -> Text,
+        body -> Nullable<Binary>,
+        body_sha256 -> Binary,
+        body_len -> Integer,
+        received_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(orders -> customers (customer_id));
+diesel::joinable!(order_items -> orders (order_id));
+diesel::joinable!(order_items -> products (product_id));
+diesel::joinable!(order_events -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(
     data_keys,
     customers,
@@ -131,6 +253,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     login_failures,
     security_events,
+    products,
+    idempotency_keys,
+    orders,
+    order_items,
+    order_events,
     staff,
     audit_log,
+    outbox,
+    webhook_receipts,
+    webhook_events,
 );

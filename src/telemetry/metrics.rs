@@ -32,6 +32,7 @@ struct Inner {
     login_throttled: IntCounterVec,
     rate_limited: IntCounterVec,
     tls_reloads: IntCounterVec,
+    outbox: IntCounterVec,
     db_connections: IntGaugeVec,
     db_pool_max: IntGauge,
 }
@@ -131,6 +132,12 @@ impl Metrics {
             "Attempts to take up a changed TLS certificate, by result (loaded, failed).",
             &["result"],
         );
+        let outbox = counter(
+            &registry,
+            "outbox_messages_total",
+            "E-mail outbox of this instance, by outcome (sent, dropped, failed_attempts, failed).",
+            &["outcome"],
+        );
         let db_connections = IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
@@ -179,6 +186,7 @@ impl Metrics {
             login_throttled,
             rate_limited,
             tls_reloads,
+            outbox,
             db_connections,
             db_pool_max,
         }))
@@ -250,6 +258,15 @@ impl Metrics {
     pub fn tls_reload(&self, loaded: bool) {
         let result = if loaded { "loaded" } else { "failed" };
         self.0.tls_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The outbox sender's own counters (`notify::sender::OutboxMetrics::snapshot`), brought up to date at
+    /// scrape time.
+    pub fn outbox(&self, snapshot: &[(&'static str, u64)]) {
+        for (outcome, total) in snapshot {
+            let counter = self.0.outbox.with_label_values(&[*outcome]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// The pool's state at scrape time (r2d2 `state()`).

@@ -125,6 +125,9 @@ fn keys_generate_prints_a_fresh_complete_set() {
     vars.set("TWILIO_AUTH_TOKEN", "token");
     vars.set("TWILIO_FROM", "+15005550006");
     vars.set("SMS_ALLOWED_REGIONS", "GB");
+    vars.set("SMTP_URL", "smtps://shop:password@mail.example.com");
+    vars.set("PAYMENT_PROVIDER", "stripe");
+    vars.set("STRIPE_SECRET_KEY", "sk_live_example");
     shopd::config::Config::from_vars(&vars).expect("a generated set holds every secret");
     assert!(
         !dir.path().join("data").exists(),

@@ -47,6 +47,20 @@ fn each_bad_value_is_refused_naming_its_variable() {
         ("SMS_PROVIDER", "pigeon"),
         ("SMS_ALLOWED_REGIONS", "Britain"),
         ("ARGON2_MEMORY_KIB", "4"),
+        ("SMTP_URL", "mail.example.com"),
+        ("SMTP_URL", "http://mail.example.com"),
+        ("SMTP_URL", "smtp://mail.example.com?tls=opportunistic"),
+        ("SMTP_URL", "smtp://user:password@mail.example.com?tls=none"),
+        ("SMTP_TIMEOUT", "0s"),
+        ("EMAIL_FROM", "the shop"),
+        ("STAFF_ALERT_EMAIL", "orders"),
+        ("EMAIL_RETRY_BASE", "0s"),
+        ("EMAIL_RETRY_CAP", "1s"),
+        ("EMAIL_POLL_INTERVAL", "soon"),
+        ("PAYMENT_PROVIDER", "paypal"),
+        ("ORDER_PAYMENT_TTL", "30"),
+        ("ORDER_PAYMENT_TTL", "0s"),
+        ("ORDER_PAYMENT_TTL", "8d"),
     ];
     for (var, value) in cases {
         let error = error_of(|vars| vars.set(var, *value));
@@ -121,8 +135,104 @@ fn production_needs_explicit_configuration() {
         "ARGON2_MEMORY_KIB"
     );
     vars.set("ARGON2_MEMORY_KIB", "");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "SMTP_URL",
+        "no .eml files in production"
+    );
+    vars.set("SMTP_URL", "smtp://mail.example.com:25?tls=none");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "SMTP_URL",
+        "no unencrypted SMTP in production"
+    );
+    vars.set("SMTP_URL", "smtp://shop:password@mail.example.com");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "PAYMENT_PROVIDER"
+    );
+    vars.set("PAYMENT_PROVIDER", "sandbox");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "PAYMENT_PROVIDER",
+        "the sandbox takes no real payments"
+    );
+    vars.set("PAYMENT_PROVIDER", "stripe");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_SECRET_KEY"
+    );
+    vars.set("STRIPE_SECRET_KEY", "pk_live_publishable");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_SECRET_KEY",
+        "a publishable key is not a secret key"
+    );
+    vars.set("STRIPE_SECRET_KEY", "sk_live_0123456789");
+    vars.set("STRIPE_API_BASE", "http://127.0.0.1:9");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_API_BASE",
+        "https only"
+    );
+    vars.set("STRIPE_API_BASE", "");
     let config = Config::from_vars(&vars).unwrap();
     assert_eq!(config.environment, Environment::Production);
+    assert_eq!(config.orders.payments.name(), "stripe");
+    assert!(!format!("{config:?}").contains("sk_live_0123456789"));
+}
+
+#[test]
+fn payments_default_to_the_sandbox_and_thirty_minutes_in_development() {
+    let config = Config::from_vars(&valid()).unwrap();
+    assert_eq!(config.orders.payments.name(), "sandbox");
+    assert_eq!(config.orders.payment_ttl.as_secs(), 30 * 60);
+    let mut vars = valid();
+    vars.set("PAYMENT_PROVIDER", "stripe");
+    vars.set("STRIPE_SECRET_KEY", "sk_test_123");
+    vars.set("ORDER_PAYMENT_TTL", "15m");
+    let config = Config::from_vars(&vars).unwrap();
+    match &config.orders.payments {
+        shopd::config::PaymentSettings::Stripe { api_base, .. } => {
+            assert_eq!(api_base.as_str(), "https://api.stripe.com/")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.orders.payment_ttl.as_secs(), 15 * 60);
+}
+
+#[test]
+fn e_mail_defaults_to_files_in_the_data_folder_from_the_shop_s_domain() {
+    use shopd::config::{EmailTransport, SmtpSecurity};
+    let mut vars = valid();
+    vars.set("SHOPD_DATA_DIR", "/srv/shopd");
+    vars.set("SHOP_DOMAIN", "shop.example.com");
+    let config = Config::from_vars(&vars).unwrap();
+    assert_eq!(
+        config.email.transport,
+        EmailTransport::Files("/srv/shopd/outbox".into())
+    );
+    assert_eq!(config.email.from, "shop@shop.example.com");
+    assert!(config.email.staff_alert.is_none());
+    assert_eq!(config.email.retry_base.as_secs(), 30);
+    assert_eq!(config.email.retry_cap.as_secs(), 3600);
+
+    vars.set("SMTP_URL", "smtp://mailer:hunter2-smtp@mail.example.com");
+    vars.set("EMAIL_FROM", "Example Shop <orders@shop.example.com>");
+    vars.set("STAFF_ALERT_EMAIL", "desk@shop.example.com");
+    let config = Config::from_vars(&vars).unwrap();
+    let EmailTransport::Smtp(smtp) = &config.email.transport else {
+        panic!("SMTP")
+    };
+    assert_eq!(
+        smtp.security,
+        SmtpSecurity::StartTls,
+        "STARTTLS required by default"
+    );
+    assert_eq!(smtp.port, 587);
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("hunter2-smtp"), "{printed}");
+    assert!(!printed.contains("desk@shop.example.com"), "{printed}");
 }
 
 #[test]

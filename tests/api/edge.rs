@@ -385,6 +385,7 @@ async fn webhooks_staff_and_operations_routes_are_never_attested_and_escapes_do_
 async fn the_rate_limit_answers_429_with_retry_after_per_route_class() {
     let app = TestApp::spawn_with(|vars| {
         vars.set("RATE_LIMIT_AUTH", "3/1m");
+        vars.set("RATE_LIMIT_ORDERS", "2/1m");
         vars.set("METRICS_TOKEN", METRICS_TOKEN);
     })
     .await;
@@ -407,9 +408,22 @@ async fn the_rate_limit_answers_429_with_retry_after_per_route_class() {
     let response = app.request(Method::GET, "/v1/me", "nope", None).await;
     assert_problem(response, 401, "invalid_token").await;
     assert_eq!(app.get("/healthz").await.status(), 200);
+    // The orders class has its own budget.
+    for _ in 0..2 {
+        let response = app.request(Method::GET, "/v1/orders", "nope", None).await;
+        assert_problem(response, 401, "invalid_token").await;
+    }
+    let response = app.request(Method::GET, "/v1/orders/x", "nope", None).await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 429, "too_many_requests").await;
+    let text = metrics_text(&app).await;
     assert_eq!(
-        metric(&app, r#"shopd_rate_limited_total{class="auth"}"#).await,
+        series(&text, r#"shopd_rate_limited_total{class="auth"}"#),
         2.0
+    );
+    assert_eq!(
+        series(&text, r#"shopd_rate_limited_total{class="orders"}"#),
+        1.0
     );
 }
 
@@ -716,6 +730,22 @@ fn each_bad_edge_value_is_refused_naming_its_variable() {
         };
         assert_eq!(error.var, expected, "{var}={value} gave {error}");
     }
+    // The defaults, when nothing is set.
+    let defaults =
+        shopd::config::Config::from_vars(&Vars::new(shopd::config::secrets::generate_all()))
+            .unwrap();
+    let rate = |text| shopd::limits::Rate::parse(text).unwrap();
+    let limits = &defaults.edge.rate_limits;
+    assert_eq!(limits.auth, rate("60/1m"));
+    assert_eq!(limits.orders, rate("30/1m"));
+    assert_eq!(limits.webhooks, rate("600/1m"));
+    assert_eq!(limits.api, rate("300/1m"));
+    assert_eq!(
+        defaults.edge.attestation.mode,
+        shopd::config::AttestationMode::Off
+    );
+    assert!(defaults.edge.tls.is_none() && defaults.edge.trusted_proxies.is_empty());
+    assert!(!defaults.edge.metrics.on_public_address());
     // A mode that checks tokens needs the secret.
     let mut vars = Vars::new(shopd::config::secrets::generate_all());
     vars.set("ATTESTATION_MODE", "report");

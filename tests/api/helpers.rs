@@ -133,6 +133,11 @@ pub fn test_vars(db: &TestDb) -> Vars {
     // Cheap hashing for speed; the tests of the production parameters set them back.
     vars.set("ARGON2_MEMORY_KIB", "256");
     vars.set("ARGON2_ITERATIONS", "1");
+    // Functional tests send a bot's worth of requests from one address; the edge tests set the per-address
+    // rate limits they test.
+    for class in ["AUTH", "ORDERS", "WEBHOOKS", "API"] {
+        vars.set(&format!("RATE_LIMIT_{class}"), "off");
+    }
     vars
 }
 
@@ -142,6 +147,8 @@ pub struct TestApp {
     #[allow(dead_code)]
     pub state: AppState,
     handle: actix_web::dev::ServerHandle,
+    /// The task serving the app; it ends once the server and the outbox sender have stopped.
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub db: Arc<TestDb>,
     /// The configuration it was built from (for a second instance of the same deployment).
     pub vars: Vars,
@@ -190,7 +197,7 @@ impl TestApp {
         let state = app.state().clone();
         let metrics_port = app.metrics_port();
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        let served = Some(tokio::spawn(app.run_until_stopped()));
         Self {
             address,
             client: reqwest::Client::builder()
@@ -199,6 +206,7 @@ impl TestApp {
                 .unwrap(),
             state,
             handle,
+            served,
             db,
             twilio,
             vars: vars_kept,
@@ -305,6 +313,15 @@ impl TestApp {
         .await
     }
 
+    /// Stops the instance as a deployment would stop a process: the server and its background outbox sender.
+    /// The database stays (other apps may hold it).
+    pub async fn stop(mut self) {
+        self.handle.stop(false).await;
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+    }
+
     /// Runs the `shopd` binary against this app's database and secrets, with `stdin` as its input.
     pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use std::process::{Command, Stdio};
@@ -366,4 +383,112 @@ pub async fn assert_problem(
     assert_eq!(body["status"], status);
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
     body
+}
+
+/// A shipping address with every field.
+pub fn address() -> serde_json::Value {
+    serde_json::json!({
+        "name": "Ada Lovelace",
+        "line1": "12 St James's Square",
+        "line2": "Flat 3",
+        "city": "London",
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    })
+}
+
+/// An order body with these `(product_id, quantity)` lines and `address()`.
+pub fn order_body(lines: &[(&str, i64)]) -> serde_json::Value {
+    serde_json::json!({
+        "items": lines
+            .iter()
+            .map(|(id, q)| serde_json::json!({"product_id": id, "quantity": q}))
+            .collect::<Vec<_>>(),
+        "shipping_address": address(),
+    })
+}
+
+impl TestApp {
+    /// A customer made straight in the database with a session and an access token: for tests that need more
+    /// customers than the per-address SMS limit allows. Returns (access token, customer id).
+    pub fn direct_customer(&self) -> (String, String) {
+        use diesel::prelude::*;
+        use shopd::db::schema::customers;
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut conn = self.conn();
+        self.state.vault.create_data_key(&mut conn, &id).unwrap();
+        let now = chrono::Utc::now().naive_utc();
+        diesel::insert_into(customers::table)
+            .values((
+                customers::id.eq(&id),
+                customers::created_at.eq(now),
+                customers::updated_at.eq(now),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        let issued = self
+            .state
+            .identity
+            .tokens
+            .start(
+                &mut conn,
+                shopd::crypto::jwt::Audience::Customer,
+                &id,
+                None,
+                "test",
+            )
+            .unwrap();
+        (issued.access_token.into_inner(), id)
+    }
+
+    /// Adds an active product and returns its id.
+    pub fn add_product(&self, name: &str, price: i64, stock: i64) -> String {
+        self.add_product_with(name, price, stock, true)
+    }
+
+    pub fn add_product_with(&self, name: &str, price: i64, stock: i64, active: bool) -> String {
+        let product = shopd::orders::NewProduct::parse(
+            name,
+            price,
+            None,
+            stock,
+            active,
+            &self.state.config.shop_currency,
+        )
+        .unwrap();
+        let mut conn = self.conn();
+        shopd::orders::catalogue::insert_products(&mut conn, &[product], |_| {})
+            .unwrap()
+            .remove(0)
+    }
+
+    pub fn stock_of(&self, product_id: &str) -> i32 {
+        let mut conn = self.conn();
+        shopd::orders::catalogue::get(&mut conn, product_id)
+            .unwrap()
+            .stock
+    }
+
+    /// `POST /v1/orders` with `Idempotency-Key: key` (none when `None`).
+    pub async fn place_order(
+        &self,
+        token: &str,
+        key: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/orders"))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+}
+
+/// A fresh idempotency key.
+pub fn new_key() -> String {
+    uuid::Uuid::new_v4().to_string()
 }

@@ -1,0 +1,397 @@
+//! The results as Markdown (printed, saved, and optionally written into docs/performance.md) and the rules
+//! that say whether each target is met.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::Db;
+use crate::measure::Measured;
+use crate::procfs::{CpuShare, Machine};
+use crate::scenarios::{SCENARIOS, Scenario, Status, Target};
+
+pub enum Outcome {
+    Measured {
+        m: Measured,
+        /// shopd's resident memory when the measured time began, and its peak during it.
+        start_rss_kib: u64,
+        peak_rss_kib: u64,
+        cpu: CpuShare,
+        /// For a scenario measured beside the login loops: what the logins did meanwhile.
+        logins_beside: Option<Measured>,
+    },
+    Failed(String),
+}
+
+pub struct Row {
+    pub scenario: &'static Scenario,
+    pub outcome: Outcome,
+}
+
+impl Row {
+    pub fn measured(&self) -> Option<&Measured> {
+        match &self.outcome {
+            Outcome::Measured { m, .. } => Some(m),
+            Outcome::Failed(_) => None,
+        }
+    }
+}
+
+/// Everything measured on one database.
+pub struct Block {
+    pub db: Db,
+    pub idle_rss_kib: u64,
+    pub rows: Vec<Row>,
+}
+
+impl Block {
+    pub fn get(&self, id: &str) -> Option<&Measured> {
+        self.rows
+            .iter()
+            .find(|r| r.scenario.id == id)
+            .and_then(Row::measured)
+    }
+}
+
+pub struct Argon2Bound {
+    pub hash_time: Duration,
+    pub cores: usize,
+}
+
+impl Argon2Bound {
+    pub fn logins_per_second(&self) -> f64 {
+        self.cores as f64 / self.hash_time.as_secs_f64()
+    }
+}
+
+pub struct Report {
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub load_start: f64,
+    pub load_end: f64,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub connections: usize,
+    pub wrk_threads: usize,
+    pub customers: usize,
+    pub rust_log: String,
+    pub argon2: Option<Argon2Bound>,
+    pub blocks: Vec<Block>,
+}
+
+pub const IDLE_RSS_TARGET_MIB: f64 = 20.0;
+
+/// Cores used by other work during a measurement above which its figures are flagged.
+pub const NOISY_CORES: f64 = 0.25;
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+pub fn fmt_rate(r: f64) -> String {
+    if r >= 1000.0 {
+        let n = r.round() as u64;
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, ch) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        out
+    } else if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+pub fn fmt_latency(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 100.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+/// The target's text, and whether it is met (None: nothing to judge, or not measurable).
+pub fn judge(
+    report: &Report,
+    block: &Block,
+    scenario: &Scenario,
+    row: &Row,
+) -> (String, Option<bool>) {
+    let Outcome::Measured {
+        m, peak_rss_kib, ..
+    } = &row.outcome
+    else {
+        return (String::new(), None);
+    };
+    let baseline = block.get("a").map(Measured::rate);
+    match scenario.target {
+        Target::None => (String::new(), None),
+        Target::ShareOfBaseline {
+            sqlite,
+            postgres,
+            sqlite_p99_ms,
+        } => {
+            let share = match block.db {
+                Db::Sqlite => sqlite,
+                Db::Postgres => postgres,
+            };
+            let p99_bound = sqlite_p99_ms.filter(|_| block.db == Db::Sqlite);
+            let mut text = format!("≥ {:.0} % of (a)", share * 100.0);
+            if let Some(ms) = p99_bound {
+                write!(text, ", p99 ≤ {ms} ms").unwrap();
+            }
+            let met = baseline.map(|a| {
+                m.rate() >= share * a
+                    && p99_bound.is_none_or(|ms| m.p99.as_secs_f64() * 1000.0 <= ms)
+            });
+            (text, met)
+        }
+        Target::PerSecond { sqlite, postgres } => {
+            let want = match block.db {
+                Db::Sqlite => sqlite,
+                Db::Postgres => postgres,
+            };
+            if want <= 0.0 {
+                return (String::new(), None);
+            }
+            (format!("≥ {}/s", fmt_rate(want)), Some(m.rate() >= want))
+        }
+        Target::ShareOfArgon2Bound(share) => match &report.argon2 {
+            Some(bound) => {
+                let of = m.rate() / bound.logins_per_second();
+                (
+                    format!(
+                        "≥ {:.0} % of {}/s: {:.0} %",
+                        share * 100.0,
+                        fmt_rate(bound.logins_per_second()),
+                        of * 100.0
+                    ),
+                    Some(of >= share),
+                )
+            }
+            None => (
+                format!("≥ {:.0} % of the argon2 bound", share * 100.0),
+                None,
+            ),
+        },
+        Target::P99Within { of, factor } => match block.get(of) {
+            Some(alone) => (
+                format!(
+                    "p99 ≤ {factor}× p99 of ({of}) alone ({})",
+                    fmt_latency(alone.p99.mul_f64(factor))
+                ),
+                Some(m.p99 <= alone.p99.mul_f64(factor)),
+            ),
+            None => (format!("p99 ≤ {factor}× p99 of ({of})"), None),
+        },
+        Target::PeakRssMib(max) => (
+            format!("peak RSS ≤ {max} MiB"),
+            Some(mib(*peak_rss_kib) <= max),
+        ),
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "",
+    }
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        writeln!(
+            out,
+            "Measured {} on {} cores ({}), {:.0} GiB, Linux {}; load average {:.2} at the start, {:.2} at \
+             the end.",
+            self.date, m.cores, m.cpu_model, m.memory_gib, m.kernel, self.load_start, self.load_end
+        )
+        .unwrap();
+        writeln!(out).unwrap();
+        writeln!(out, "```sh\n{}\n```", self.command).unwrap();
+        writeln!(out).unwrap();
+        writeln!(
+            out,
+            "Each scenario: {} s of warm-up, then {} s measured; {} connections (wrk, {} threads) unless \
+             named; {} customers seeded through signup; shopd with its defaults (workers = cores, pool of 10, \
+             argon2 m=19456 KiB t=2 p=1) and `RUST_LOG={}`.",
+            self.warmup.as_secs(),
+            self.duration.as_secs(),
+            self.connections,
+            self.wrk_threads,
+            self.customers,
+            self.rust_log
+        )
+        .unwrap();
+        if let Some(b) = &self.argon2 {
+            writeln!(
+                out,
+                "One argon2id hash at the production parameters takes {} here (fastest of 9, release build), \
+                 so {} cores bound logins at **{}/s**.",
+                fmt_latency(b.hash_time),
+                b.cores,
+                fmt_rate(b.logins_per_second())
+            )
+            .unwrap();
+        }
+        writeln!(out).unwrap();
+        writeln!(
+            out,
+            "| scenario | db | req/s | vs (a) | p50 | p99 | peak RSS (rise) | CPU cores: server / postgres / load gen / other | target | |"
+        )
+        .unwrap();
+        writeln!(out, "|---|---|--:|--:|--:|--:|--:|---|---|---|").unwrap();
+        let mut notes = Vec::new();
+        let mut noisy = false;
+        for block in &self.blocks {
+            let baseline = block.get("a").map(Measured::rate);
+            for row in &block.rows {
+                let s = row.scenario;
+                let (target, met) = judge(self, block, s, row);
+                let db = if s.id == "a" {
+                    format!("({})", block.db.name())
+                } else {
+                    block.db.name().to_owned()
+                };
+                match &row.outcome {
+                    Outcome::Measured {
+                        m,
+                        start_rss_kib,
+                        peak_rss_kib,
+                        cpu,
+                        logins_beside,
+                    } => {
+                        let share = baseline
+                            .map(|a| format!("{:.1} %", 100.0 * m.rate() / a))
+                            .unwrap_or_default();
+                        writeln!(
+                            out,
+                            "| **{}** {} | {} | {} | {} | {} | {} | {:.1} MiB ({:+.1}) | {:.2} / {} / {:.2} / {} | {} | {} |",
+                            s.id,
+                            s.title,
+                            db,
+                            if m.failures > 0 {
+                                format!("{} ({} failed)", fmt_rate(m.rate()), m.failures)
+                            } else {
+                                fmt_rate(m.rate())
+                            },
+                            share,
+                            fmt_latency(m.p50),
+                            fmt_latency(m.p99),
+                            mib(*peak_rss_kib),
+                            mib(*peak_rss_kib) - mib(*start_rss_kib),
+                            cpu.server,
+                            if block.db == Db::Postgres && s.id != "a" {
+                                format!("{:.2}", cpu.postgres)
+                            } else {
+                                "–".to_owned()
+                            },
+                            cpu.load_generator,
+                            if cpu.other > NOISY_CORES {
+                                noisy = true;
+                                format!("**{:.2}**", cpu.other)
+                            } else {
+                                format!("{:.2}", cpu.other)
+                            },
+                            target,
+                            verdict(met)
+                        )
+                        .unwrap();
+                        for note in &m.notes {
+                            notes.push(format!("({}, {}) {note}", s.id, block.db.name()));
+                        }
+                        if let Some(l) = logins_beside {
+                            notes.push(format!(
+                                "({}, {}) meanwhile the logins ran at {}/s, p99 {}",
+                                s.id,
+                                block.db.name(),
+                                fmt_rate(l.rate()),
+                                fmt_latency(l.p99)
+                            ));
+                        }
+                    }
+                    Outcome::Failed(why) => {
+                        writeln!(
+                            out,
+                            "| **{}** {} | {} | failed | | | | | | {} | **failed** |",
+                            s.id, s.title, db, target
+                        )
+                        .unwrap();
+                        notes.push(format!("({}, {}) failed: {why}", s.id, block.db.name()));
+                    }
+                }
+            }
+        }
+        writeln!(out).unwrap();
+        if noisy {
+            writeln!(
+                out,
+                "**Bold** \"other\": more than {NOISY_CORES} core went to other work on the machine during that \
+                 measurement; its figures are depressed by it.\n"
+            )
+            .unwrap();
+        }
+        let idle: Vec<String> = self
+            .blocks
+            .iter()
+            .map(|b| format!("{} {:.1} MiB", b.db.name(), mib(b.idle_rss_kib)))
+            .collect();
+        let idle_met = self
+            .blocks
+            .iter()
+            .all(|b| mib(b.idle_rss_kib) <= IDLE_RSS_TARGET_MIB);
+        writeln!(
+            out,
+            "Idle RSS of shopd one second after it answers `/readyz`: {} (target ≤ {IDLE_RSS_TARGET_MIB} MiB: {}).",
+            idle.join(", "),
+            if idle_met { "met" } else { "**missed**" }
+        )
+        .unwrap();
+        if !notes.is_empty() {
+            writeln!(out).unwrap();
+            for note in notes {
+                writeln!(out, "- {note}").unwrap();
+            }
+        }
+        let pending: Vec<String> = SCENARIOS
+            .iter()
+            .filter_map(|s| match s.status {
+                Status::Pending(why) => Some(format!("- **{}** {}: {why}.", s.id, s.title)),
+                Status::Ready => None,
+            })
+            .collect();
+        if !pending.is_empty() {
+            writeln!(out).unwrap();
+            writeln!(out, "Not measured yet (their endpoints do not exist):").unwrap();
+            writeln!(out).unwrap();
+            for p in pending {
+                writeln!(out, "{p}").unwrap();
+            }
+        }
+        out
+    }
+}
+
+/// Replaces the text between the harness's markers in `doc` (or appends a section with them).
+pub fn splice(doc: &str, generated: &str) -> String {
+    const BEGIN: &str = "<!-- load-harness:begin -->";
+    const END: &str = "<!-- load-harness:end -->";
+    let block = format!("{BEGIN}\n{generated}{END}");
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &doc[..b], &doc[e + END.len()..])
+        }
+        _ => format!("{}\n\n## Load harness\n\n{block}\n", doc.trim_end()),
+    }
+}

@@ -1,0 +1,254 @@
+//! The processes under load: the release builds of shopd and of the baseline, each started on a free port of
+//! 127.0.0.1, shopd on a database of its own (SQLite in a temporary folder, or a fresh PostgreSQL database
+//! dropped afterwards), with the default (production) argon2 cost and its texts going to the fake Twilio.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use tokio::process::{Child, Command};
+
+use crate::Db;
+use crate::twilio;
+
+/// Where cargo puts the release binaries: the target folder this harness itself was built into.
+pub fn release_dir() -> anyhow::Result<PathBuf> {
+    // target/release/deps/load-<hash>
+    let exe = std::env::current_exe()?;
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot find the target folder from the harness's own path")?;
+    Ok(release.to_path_buf())
+}
+
+/// `cargo build --release` of shopd and of the baseline example.
+pub fn build() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building shopd and examples/baseline in release mode…");
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "shopd",
+            "--example",
+            "baseline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    Ok(())
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The shell line that raises the open-file limit (for 1,000 connections) and then becomes the program.
+pub const RAISE_NOFILE: &str =
+    "ulimit -n 65536 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$0\" \"$@\"";
+
+/// `program args…` started through `sh -c` with a raised open-file limit (the pid stays the program's).
+pub fn with_raised_nofile(program: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(RAISE_NOFILE).arg(program);
+    cmd
+}
+
+/// A started server, stopped (killed) when dropped.
+pub struct Server {
+    pub name: &'static str,
+    pub pid: u32,
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+    /// The SQLite folder (or just the log's), removed when dropped.
+    _dir: tempfile::TempDir,
+    /// Dropped after the process is killed, so the database has no client left.
+    postgres: Option<PostgresDb>,
+}
+
+impl Server {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The last lines of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        // The database goes once its last client is gone.
+        drop(self.postgres.take());
+    }
+
+    async fn wait_until_answering(&mut self, path: &str) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let url = format!("{}{path}", self.base_url());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before answering:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "{} did not answer {path} within 60 s:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub async fn start_baseline(release: &Path) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let log = dir.path().join("baseline.log");
+    let child = with_raised_nofile(&release.join("examples/baseline"))
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(dir.path().join("baseline.err"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting examples/baseline (built?)")?;
+    let mut server = Server {
+        name: "baseline",
+        pid: child.id().context("no pid")?,
+        port,
+        child,
+        log,
+        _dir: dir,
+        postgres: None,
+    };
+    server.wait_until_answering("/").await?;
+    Ok(server)
+}
+
+pub struct ShopdOptions<'a> {
+    pub db: Db,
+    /// An administrative URL of the PostgreSQL server, like `postgres://postgres@127.0.0.1:5432/postgres`.
+    pub postgres_admin_url: &'a str,
+    pub twilio_base: &'a str,
+    pub rust_log: &'a str,
+    pub extra_env: &'a [(String, String)],
+}
+
+pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let (database_url, postgres) = match options.db {
+        Db::Sqlite => (
+            format!("sqlite://{}", dir.path().join("shopd.db").display()),
+            None,
+        ),
+        Db::Postgres => {
+            let pg = PostgresDb::create(options.postgres_admin_url)?;
+            (pg.url.clone(), Some(pg))
+        }
+    };
+    let log = dir.path().join("shopd.log");
+    let mut cmd = with_raised_nofile(&release.join("shopd"));
+    // A clean environment: nothing of the caller's (a DATABASE_URL, a .env in the working folder) leaks in.
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .current_dir(dir.path())
+        .env("SHOPD_BIND", format!("127.0.0.1:{port}"))
+        .env("SHOPD_DATA_DIR", dir.path())
+        .env("DATABASE_URL", &database_url)
+        .env("SHOP_DOMAIN", "shop.example.com")
+        .env("RUST_LOG", options.rust_log)
+        .env("SMS_PROVIDER", "twilio")
+        .env("TWILIO_API_BASE", options.twilio_base)
+        .env("TWILIO_ACCOUNT_SID", twilio::ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN)
+        .env("TWILIO_FROM", twilio::FROM)
+        .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::options().append(true).open(&log)?)
+        .kill_on_drop(true);
+    let child = cmd.spawn().context("starting shopd (built?)")?;
+    let mut server = Server {
+        name: "shopd",
+        pid: child.id().context("no pid")?,
+        port,
+        child,
+        log,
+        _dir: dir,
+        postgres,
+    };
+    server.wait_until_answering("/readyz").await?;
+    Ok(server)
+}
+
+/// A fresh PostgreSQL database for one run, dropped afterwards (also when the harness fails).
+pub struct PostgresDb {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PostgresDb {
+    fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let name = format!("shopd_load_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = diesel::PgConnection::establish(admin_url)
+            .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+        admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        let mut url = url::Url::parse(admin_url)?;
+        url.set_path(&format!("/{name}"));
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url: url.to_string(),
+        })
+    }
+}
+
+impl Drop for PostgresDb {
+    fn drop(&mut self) {
+        let dropped = diesel::PgConnection::establish(&self.admin_url).and_then(|mut c| {
+            c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+        });
+        if let Err(e) = dropped {
+            eprintln!("could not drop the database {}: {e}", self.name);
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! What a payment event does to its order, in the transaction that records its receipt.
+//!
+//! - succeeded: `pending_payment` → `paid` when amount and currency equal the order's, else the order stays
+//!   unpaid and is flagged `payment_review`; an `expired` or `cancelled` order is flagged `needs_refund`;
+//!   any later state: no effect.
+//! - failed: recorded; the order stays payable. After success: no effect.
+//! - refunded: `paid`/`fulfilling` → `refunded`; a refund that arrives before its payment succeeded is kept
+//!   and applied when it does (events come out of order); on a `needs_refund` order it clears the flag.
+//! - a duplicate (the receipt exists) changes nothing.
+
+use diesel::prelude::*;
+
+use super::Provider;
+use super::events::{Kind, PaymentEvent};
+use crate::db::DbError;
+use crate::db::DbConnection;
+use crate::db::schema::{orders, webhook_receipts};
+use crate::error::AppError;
+use crate::orders::read::{self, OrderSummary};
+use crate::orders::state::{Actor, OrderStatus, transition};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Paid,
+    PaymentReview,
+    NeedsRefund,
+    PaymentFailed,
+    Refunded,
+    RefundDeferred,
+    RefundRecorded,
+    UnknownOrder,
+    NoEffect,
+    Duplicate,
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "paid",
+            Self::PaymentReview => "payment_review",
+            Self::NeedsRefund => "needs_refund",
+            Self::PaymentFailed => "payment_failed",
+            Self::Refunded => "refunded",
+            Self::RefundDeferred => "refund_deferred",
+            Self::RefundRecorded => "refund_recorded",
+            Self::UnknownOrder => "unknown_order",
+            Self::NoEffect => "no_effect",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// A transaction that found its event already received rolls back with `Duplicate`.
+#[derive(Debug)]
+pub enum ApplyError {
+    Duplicate,
+    App(AppError),
+}
+
+impl From<diesel::result::Error> for ApplyError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+                Self::Duplicate
+            }
+            other => Self::App(other.into()),
+        }
+    }
+}
+
+impl From<DbError> for ApplyError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Query(q) => q.into(),
+            other => Self::App(other.into()),
+        }
+    }
+}
+
+impl From<AppError> for ApplyError {
+    fn from(e: AppError) -> Self {
+        Self::App(e)
+    }
+}
+
+/// Applies `event` and records its receipt; returns the outcome and the order it concerned.
+pub fn apply(
+    conn: &mut DbConnection,
+    provider: Provider,
+    event: &PaymentEvent,
+    _shop_currency: &str,
+) -> Result<(Outcome, Option<String>), ApplyError> {
+    // The receipt first: a concurrent delivery of the same event waits on this key and then fails with a
+    // unique violation, which rolls its transaction back as a duplicate.
+    let seen: i64 = webhook_receipts::table
+        .find((provider.as_str(), &event.event_id))
+        .count()
+        .get_result(conn)?;
+    if seen > 0 {
+        return Err(ApplyError::Duplicate);
+    }
+    diesel::insert_into(webhook_receipts::table)
+        .values((
+            webhook_receipts::provider.eq(provider.as_str()),
+            webhook_receipts::event_id.eq(&event.event_id),
+            webhook_receipts::kind.eq(event.kind.as_str()),
+            webhook_receipts::outcome.eq("processing"),
+            webhook_receipts::processed_at.eq(chrono::Utc::now().naive_utc()),
+        ))
+        .execute(conn)?;
+
+    let order = find_order(conn, event)?;
+    let outcome = match &order {
+        None => Outcome::UnknownOrder,
+        Some(order) => effect(conn, provider, event, order)?,
+    };
+    let order_id = order.map(|o| o.id);
+    diesel::update(webhook_receipts::table.find((provider.as_str(), &event.event_id)))
+        .set((
+            webhook_receipts::outcome.eq(outcome.as_str()),
+            webhook_receipts::order_id.eq(&order_id),
+        ))
+        .execute(conn)?;
+    Ok((outcome, order_id))
+}
+
+/// The order an event is about: by the order id it carries, checked against the payment id; or by the
+/// payment id alone.
+fn find_order(conn: &mut DbConnection, event: &PaymentEvent) -> Result<Option<OrderSummary>, ApplyError> {
+    let order = match &event.order_id {
+        Some(id) => match read::summary(conn, id) {
+            Ok(order) => Some(order),
+            Err(AppError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => read::find_by_payment_id(conn, &event.payment_id)?,
+    };
+    // An event naming an order but another payment is not that order's.
+    Ok(order.filter(|o| o.payment_id.as_deref().is_none_or(|p| p == event.payment_id)))
+}
+
+fn flag(conn: &mut DbConnection, order_id: &str, review: bool, refund: Option<bool>) -> QueryResult<()> {
+    if review {
+        diesel::update(orders::table.find(order_id))
+            .set(orders::payment_review.eq(true))
+            .execute(conn)?;
+    }
+    if let Some(needs_refund) = refund {
+        diesel::update(orders::table.find(order_id))
+            .set(orders::needs_refund.eq(needs_refund))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn effect(
+    conn: &mut DbConnection,
+    provider: Provider,
+    event: &PaymentEvent,
+    order: &OrderSummary,
+) -> Result<Outcome, ApplyError> {
+    use OrderStatus::*;
+    let actor = Actor::Provider(format!("{}:{}", provider.as_str(), event.event_id));
+    let outcome = match (event.kind, order.status) {
+        (Kind::Succeeded, PendingPayment) => {
+            if event.amount == order.total.amount && event.currency == order.total.currency {
+                transition(conn, &order.id, Paid, &actor, Some("payment succeeded"))?;
+                if refund_waiting(conn, &order.id, &event.event_id)? {
+                    transition(conn, &order.id, Refunded, &actor, Some("refund received before the payment"))?;
+                    Outcome::Refunded
+                } else {
+                    Outcome::Paid
+                }
+            } else {
+                flag(conn, &order.id, true, None)?;
+                Outcome::PaymentReview
+            }
+        }
+        (Kind::Succeeded, Expired | Cancelled) => {
+            if refund_waiting(conn, &order.id, &event.event_id)? {
+                Outcome::RefundRecorded
+            } else {
+                flag(conn, &order.id, false, Some(true))?;
+                Outcome::NeedsRefund
+            }
+        }
+        (Kind::Succeeded, _) => Outcome::NoEffect,
+        (Kind::Failed, PendingPayment) => Outcome::PaymentFailed,
+        (Kind::Failed, _) => Outcome::NoEffect,
+        (Kind::Refunded, Paid | Fulfilling) => {
+            transition(conn, &order.id, Refunded, &actor, Some("refunded by the provider"))?;
+            Outcome::Refunded
+        }
+        (Kind::Refunded, PendingPayment) => Outcome::RefundDeferred,
+        (Kind::Refunded, Expired | Cancelled) if order.needs_refund => {
+            flag(conn, &order.id, false, Some(false))?;
+            Outcome::RefundRecorded
+        }
+        (Kind::Refunded, _) => Outcome::NoEffect,
+    };
+    Ok(outcome)
+}
+
+/// Whether a refund of this order arrived before (another event than `this_event`).
+fn refund_waiting(conn: &mut DbConnection, order_id: &str, this_event: &str) -> QueryResult<bool> {
+    let n: i64 = webhook_receipts::table
+        .filter(webhook_receipts::order_id.eq(order_id))
+        .filter(webhook_receipts::kind.eq(Kind::Refunded.as_str()))
+        .filter(webhook_receipts::outcome.eq(Outcome::RefundDeferred.as_str()))
+        .filter(webhook_receipts::event_id.ne(this_event))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
