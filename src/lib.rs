@@ -15,3 +15,4 @@ pub mod staff;
 pub mod startup;
 pub mod telemetry;
 pub mod vault;
+pub mod webhooks;

@@ -20,6 +20,7 @@ use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
 use crate::orders::{Orders, OrdersParts};
 use crate::staff::Staff;
 use crate::vault::Vault;
+use crate::webhooks::{Webhooks, WebhooksParts};
 
 fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
     match settings {
@@ -50,6 +51,7 @@ pub struct AppState {
     pub identity: Identity,
     pub staff: Staff,
     pub orders: Orders,
+    pub webhooks: Webhooks,
     /// Counters of this instance's outbox sender.
     pub outbox: Arc<OutboxMetrics>,
 }
@@ -106,7 +108,16 @@ impl AppState {
             config: config.clone(),
             payments: crate::payments::from_settings(&config.orders.payments),
         });
+        let webhooks = Webhooks::new(WebhooksParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            stripe: config.webhooks.stripe.clone(),
+            standard: config.webhooks.standard.clone(),
+            tolerance: config.webhooks.tolerance,
+            retention: config.webhooks.retention,
+        });
         Ok(Self {
+            webhooks,
             vault,
             config,
             db,
@@ -125,6 +136,7 @@ impl AppState {
         self.identity.revocations.spawn_poller(self.db.clone());
         crate::auth::purge::spawn(self.db.clone());
         self.orders.spawn_background();
+        self.webhooks.spawn_purge();
         let email = EmailSender::new(
             self.db.clone(),
             self.vault.clone(),

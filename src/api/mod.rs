@@ -11,6 +11,7 @@ pub mod problem;
 pub mod products;
 pub mod request_context;
 pub mod staff;
+pub mod webhooks;
 
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{HttpRequest, web};
@@ -31,6 +32,7 @@ use crate::error::AppError;
         me::get, me::patch, me::export, me::erase,
         staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
         staff::customer_erase,
+        webhooks::stripe, webhooks::standard,
         products::list, products::get,
         orders::place, orders::list, orders::get, orders::shipping_address, orders::cancel,
     ),
@@ -87,6 +89,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
         .configure(staff::routes)
+        .configure(webhooks::routes)
         .service(web::resource("/v1/products").route(web::get().to(products::list)))
         .service(web::resource("/v1/products/{id}").route(web::get().to(products::get)))
         .service(

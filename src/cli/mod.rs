@@ -4,6 +4,7 @@
 mod keys;
 mod outbox;
 mod products;
+mod simulate;
 mod staff;
 
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     /// Add, disable or list store staff.
     #[command(subcommand)]
     Staff(staff::StaffCommand),
+    /// Post a signed sandbox payment webhook for an order to the running server.
+    SimulatePayment(simulate::SimulatePayment),
 }
 
 pub fn main() -> ExitCode {
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Outbox(command) => outbox::run(command),
         Command::Products(command) => products::run(command),
         Command::Staff(command) => staff::run(command),
+        Command::SimulatePayment(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,3 +17,4 @@ mod problems;
 mod products;
 mod sms;
 mod staff;
+mod webhooks;
