@@ -91,6 +91,12 @@ impl From<DbError> for AppError {
         match error {
             DbError::Unavailable(cause) => Self::Unavailable(cause),
             DbError::Query(diesel::result::Error::NotFound) => Self::NotFound,
+            // The connection died under the query (the server restarted, the network went): retryable.
+            DbError::Query(diesel::result::Error::DatabaseError(
+                kind @ (diesel::result::DatabaseErrorKind::ClosedConnection
+                | diesel::result::DatabaseErrorKind::UnableToSendCommand),
+                _,
+            )) => Self::Unavailable(format!("{kind:?}")),
             other => Self::Internal(other.into()),
         }
     }

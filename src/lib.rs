@@ -17,3 +17,4 @@ pub mod startup;
 pub mod telemetry;
 pub mod tls;
 pub mod vault;
+pub mod webhooks;

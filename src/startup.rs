@@ -26,6 +26,7 @@ use crate::staff::Staff;
 use crate::telemetry::Metrics;
 use crate::tls::{self, CertificateStore, TlsError};
 use crate::vault::Vault;
+use crate::webhooks::{Webhooks, WebhooksParts};
 
 fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
     match settings {
@@ -63,6 +64,7 @@ pub struct AppState {
     /// The per-address rate limits of the route classes.
     pub limits: Arc<RouteLimits>,
     pub orders: Orders,
+    pub webhooks: Webhooks,
     /// Counters of this instance's outbox sender.
     pub outbox: Arc<OutboxMetrics>,
 }
@@ -125,7 +127,17 @@ impl AppState {
             config: config.clone(),
             payments: crate::payments::from_settings(&config.orders.payments),
         });
+        let webhooks = Webhooks::new(WebhooksParts {
+            db: db.clone(),
+            vault: vault.clone(),
+            stripe: config.webhooks.stripe.clone(),
+            standard: config.webhooks.standard.clone(),
+            tolerance: config.webhooks.tolerance,
+            retention: config.webhooks.retention,
+            metrics: metrics.clone(),
+        });
         Ok(Self {
+            webhooks,
             vault,
             limits: Arc::new(RouteLimits::new(&config.edge.rate_limits)),
             config,
@@ -146,6 +158,7 @@ impl AppState {
         self.identity.revocations.spawn_poller(self.db.clone());
         crate::auth::purge::spawn(self.db.clone());
         self.orders.spawn_background();
+        self.webhooks.spawn_purge();
         let email = EmailSender::new(
             self.db.clone(),
             self.vault.clone(),

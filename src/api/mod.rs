@@ -14,6 +14,7 @@ pub mod problem;
 pub mod products;
 pub mod request_context;
 pub mod staff;
+pub mod webhooks;
 
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{HttpRequest, web};
@@ -33,7 +34,9 @@ use crate::error::AppError;
         auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
         me::get, me::patch, me::export, me::erase,
         staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
-        staff::customer_erase,
+        staff::customer_erase, staff::orders, staff::order, staff::transition, staff::order_address,
+        staff::create_product, staff::update_product,
+        webhooks::stripe, webhooks::standard,
         products::list, products::get,
         orders::place, orders::list, orders::get, orders::shipping_address, orders::cancel,
     ),
@@ -101,6 +104,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
         .configure(staff::routes)
+        .configure(webhooks::routes)
         .service(web::resource("/v1/products").route(web::get().to(products::list)))
         .service(web::resource("/v1/products/{id}").route(web::get().to(products::get)))
         .service(

@@ -18,6 +18,8 @@ use super::request_context::RequestId;
 use crate::crypto::jwt::{Audience, Expectations};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
+use crate::orders::OrderStatus;
+use crate::staff::orders::{OrderFilter, ProductChange};
 use crate::staff::{Role, matrix};
 use crate::startup::AppState;
 
@@ -276,6 +278,358 @@ pub async fn customer_erase(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[derive(Deserialize)]
+pub struct OrdersQuery {
+    status: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+    customer_phone: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffOrderLineView {
+    id: String,
+    customer_id: String,
+    status: String,
+    total: MoneyView,
+    item_count: i32,
+    payment_review: bool,
+    needs_refund: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MoneyView {
+    amount: i64,
+    currency: String,
+}
+
+impl From<crate::domain::Money> for MoneyView {
+    fn from(m: crate::domain::Money) -> Self {
+        Self {
+            amount: m.amount,
+            currency: m.currency,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffOrdersPage {
+    items: Vec<StaffOrderLineView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffItemView {
+    product_id: String,
+    name: String,
+    quantity: i32,
+    unit_price: MoneyView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderEventView {
+    from: Option<String>,
+    to: String,
+    actor_kind: String,
+    actor_id: Option<String>,
+    note: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffOrderView {
+    id: String,
+    customer_id: String,
+    status: String,
+    items: Vec<StaffItemView>,
+    total: MoneyView,
+    payment_provider: String,
+    payment_id: Option<String>,
+    payment_review: bool,
+    needs_refund: bool,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    history: Vec<OrderEventView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionRequest {
+    to: String,
+    note: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRequest {
+    name: String,
+    price: i64,
+    stock: i64,
+    #[serde(default = "yes")]
+    active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    name: Option<String>,
+    price: Option<i64>,
+    stock: Option<i64>,
+    active: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffProductView {
+    id: String,
+    name: String,
+    price: MoneyView,
+    stock: i32,
+    active: bool,
+}
+
+fn parse_status(text: &str, field: &str) -> AppResult<OrderStatus> {
+    OrderStatus::parse(text).ok_or_else(|| {
+        Problem::invalid(
+            "invalid_status",
+            field.to_owned(),
+            format!("`{text}` is not an order status."),
+        )
+        .into()
+    })
+}
+
+/// Orders, newest first, a line each with no personal data (clerk); by customer phone (manager).
+#[utoipa::path(get, path = "/v1/staff/orders", tag = "staff",
+    params(("status" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+        ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query), ("customer_phone" = Option<String>, Query)),
+    responses((status = 200, body = StaffOrdersPage)), security(("bearer" = [])))]
+pub async fn orders(
+    state: web::Data<AppState>,
+    who: StaffAuth,
+    query: web::Query<OrdersQuery>,
+) -> AppResult<HttpResponse> {
+    let q = query.into_inner();
+    let customer_phone = match q.customer_phone {
+        Some(_) if who.role < Role::Manager => {
+            return Err(Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                "A search by phone needs the manager role.",
+            )
+            .into());
+        }
+        Some(text) => Some(
+            crate::domain::Phone::parse(&text)
+                .map_err(|e| {
+                    AppError::from(Problem::invalid(
+                        "invalid_phone",
+                        "customer_phone",
+                        e.to_string(),
+                    ))
+                })?
+                .e164()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::invalid("invalid_limit", "limit", "`limit` is from 1 to 100.").into());
+    }
+    let filter = OrderFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(|s| parse_status(s, "status"))
+            .transpose()?,
+        since: q.since.map(|t| t.naive_utc()),
+        until: q.until.map(|t| t.naive_utc()),
+        cursor: q.cursor,
+        limit,
+        customer_phone,
+    };
+    let lines = state.staff.orders(filter).await?;
+    let next_cursor = (lines.len() as i64 == limit)
+        .then(|| lines.last().map(|l| l.id.clone()))
+        .flatten();
+    let items = lines
+        .into_iter()
+        .map(|l| StaffOrderLineView {
+            id: l.id,
+            customer_id: l.customer_id,
+            status: l.status,
+            total: l.total.into(),
+            item_count: l.item_count,
+            payment_review: l.payment_review,
+            needs_refund: l.needs_refund,
+            created_at: l.created_at.and_utc(),
+        })
+        .collect();
+    Ok(no_store(
+        HttpResponse::Ok().json(StaffOrdersPage { items, next_cursor }),
+    ))
+}
+
+/// An order with its items and status history (clerk).
+#[utoipa::path(get, path = "/v1/staff/orders/{id}", tag = "staff",
+    responses((status = 200, body = StaffOrderView), (status = 404)), security(("bearer" = [])))]
+pub async fn order(
+    state: web::Data<AppState>,
+    _who: StaffAuth,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let (summary, detail, events) = state.staff.order(&id).await?;
+    Ok(no_store(
+        HttpResponse::Ok().json(StaffOrderView {
+            id: summary.id,
+            customer_id: summary.customer_id,
+            status: summary.status.as_str().to_owned(),
+            items: detail
+                .items
+                .into_iter()
+                .map(|i| StaffItemView {
+                    product_id: i.product_id,
+                    name: i.name,
+                    quantity: i.quantity,
+                    unit_price: i.unit_price.into(),
+                })
+                .collect(),
+            total: summary.total.into(),
+            payment_provider: summary.payment_provider,
+            payment_id: summary.payment_id,
+            payment_review: summary.payment_review,
+            needs_refund: summary.needs_refund,
+            created_at: summary.created_at.and_utc(),
+            updated_at: summary.updated_at.and_utc(),
+            history: events
+                .into_iter()
+                .map(|e| OrderEventView {
+                    from: e.from,
+                    to: e.to,
+                    actor_kind: e.actor_kind,
+                    actor_id: e.actor_id,
+                    note: e.note,
+                    at: e.at.and_utc(),
+                })
+                .collect(),
+        }),
+    ))
+}
+
+/// Move an order on (clerk: fulfilling, shipped, delivered; manager: cancelled, refunded, with a refund).
+#[utoipa::path(post, path = "/v1/staff/orders/{id}/transitions", tag = "staff", request_body = TransitionRequest,
+    responses((status = 200, body = StaffOrderView), (status = 403), (status = 409, description = "invalid_transition"),
+        (status = 502, description = "payment_provider_unavailable")), security(("bearer" = [])))]
+pub async fn transition(
+    state: web::Data<AppState>,
+    who: StaffAuth,
+    id: web::Path<String>,
+    body: ApiJson<TransitionRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    let to = parse_status(&b.to, "to")?;
+    let note = b.note.map(|n| {
+        n.chars()
+            .take(crate::orders::state::MAX_NOTE_CHARS)
+            .collect::<String>()
+    });
+    state
+        .staff
+        .change_order(&state.orders, (&who.staff_id, who.role), &id, to, note)
+        .await?;
+    order(state, who, id).await
+}
+
+/// An order's shipping address (clerk; audited).
+#[utoipa::path(get, path = "/v1/staff/orders/{id}/shipping-address", tag = "staff",
+    responses((status = 200), (status = 404, description = "not_found, address_erased")), security(("bearer" = [])))]
+pub async fn order_address(
+    state: web::Data<AppState>,
+    who: StaffAuth,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    match state
+        .staff
+        .order_address(&who.staff_id, &id, request_id(&req))
+        .await?
+    {
+        Some(address) => Ok(no_store(HttpResponse::Ok().json(address))),
+        None => Err(Problem::new(
+            404,
+            "address_erased",
+            "Not found",
+            "The address was erased with the customer's data.",
+        )
+        .into()),
+    }
+}
+
+fn product_view(p: crate::orders::Product) -> StaffProductView {
+    StaffProductView {
+        id: p.id,
+        name: p.name,
+        price: p.price.into(),
+        stock: p.stock,
+        active: p.active,
+    }
+}
+
+/// Create a product (manager).
+#[utoipa::path(post, path = "/v1/staff/products", tag = "staff", request_body = ProductRequest,
+    responses((status = 201, body = StaffProductView), (status = 422)), security(("bearer" = [])))]
+pub async fn create_product(
+    state: web::Data<AppState>,
+    who: StaffAuth,
+    req: HttpRequest,
+    body: ApiJson<ProductRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    let currency = state.config.shop_currency.clone();
+    let product =
+        crate::orders::NewProduct::parse(&b.name, b.price, None, b.stock, b.active, &currency)
+            .map_err(|e| AppError::from(Problem::invalid("invalid_product", "product", e)))?;
+    let id = state
+        .staff
+        .create_product(&who.staff_id, product, request_id(&req))
+        .await?;
+    let created = state.orders.product_any(&id).await?;
+    Ok(HttpResponse::Created().json(product_view(created)))
+}
+
+/// Change a product's name, price, stock or active flag (manager; audited).
+#[utoipa::path(patch, path = "/v1/staff/products/{id}", tag = "staff", request_body = ProductPatch,
+    responses((status = 200, body = StaffProductView), (status = 404), (status = 422)), security(("bearer" = [])))]
+pub async fn update_product(
+    state: web::Data<AppState>,
+    who: StaffAuth,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: ApiJson<ProductPatch>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    let change = ProductChange {
+        name: b.name,
+        price: b.price,
+        stock: b.stock,
+        active: b.active,
+    };
+    let product = state
+        .staff
+        .update_product(&who.staff_id, &id, change, request_id(&req))
+        .await?;
+    Ok(HttpResponse::Ok().json(product_view(product)))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1/staff")
@@ -283,6 +637,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/auth/login").route(web::post().to(login)))
             .service(web::resource("/auth/refresh").route(web::post().to(refresh)))
             .service(web::resource("/auth/logout").route(web::post().to(logout)))
+            .service(web::resource("/orders").route(web::get().to(orders)))
+            .service(web::resource("/orders/{id}").route(web::get().to(order)))
+            .service(web::resource("/orders/{id}/transitions").route(web::post().to(transition)))
+            .service(
+                web::resource("/orders/{id}/shipping-address").route(web::get().to(order_address)),
+            )
+            .service(web::resource("/products").route(web::post().to(create_product)))
+            .service(web::resource("/products/{id}").route(web::patch().to(update_product)))
             .service(web::resource("/audit-log").route(web::get().to(audit_log)))
             .service(
                 web::resource("/customers/{id}/contact").route(web::get().to(customer_contact)),

@@ -5,6 +5,7 @@ mod keys;
 mod outbox;
 mod pins;
 mod products;
+mod simulate;
 mod staff;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Staff(staff::StaffCommand),
     /// Print the SPKI SHA-256 pins of certificates for the app (Android and iOS snippets).
     Pins(pins::PinsArgs),
+    /// Post a signed sandbox payment webhook for an order to the running server.
+    SimulatePayment(simulate::SimulatePayment),
 }
 
 pub fn main() -> ExitCode {
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Products(command) => products::run(command),
         Command::Staff(command) => staff::run(command),
         Command::Pins(args) => pins::run(args),
+        Command::SimulatePayment(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

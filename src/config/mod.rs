@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::jwt::SigningKeys;
+use crate::crypto::webhook::WebhookSecrets;
 use crate::crypto::{BlindIndexKey, MacKey, MasterKeyRing};
 use crate::domain::Sensitive;
 
@@ -164,6 +165,17 @@ pub struct OrdersConfig {
     pub payment_ttl: Duration,
 }
 
+/// Payment webhooks: the secrets of each scheme (several at once while rotating), the replay window and how
+/// long deliveries are kept for audit.
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    pub stripe: Option<WebhookSecrets>,
+    pub standard: Option<WebhookSecrets>,
+    /// Both directions; never zero.
+    pub tolerance: Duration,
+    pub retention: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -182,6 +194,7 @@ pub struct Config {
     pub edge: EdgeConfig,
     pub email: EmailConfig,
     pub orders: OrdersConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -369,6 +382,7 @@ impl Config {
         let edge = edge::edge_config(vars)?;
         let email = email::email_config(vars, production, &shop_domain, &data_dir)?;
         let orders = orders_config(vars, production)?;
+        let webhooks = webhooks_config(vars, &orders.payments, production)?;
 
         Ok(Self {
             environment,
@@ -389,6 +403,7 @@ impl Config {
             edge,
             email,
             orders,
+            webhooks,
         })
     }
 }
@@ -499,6 +514,43 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
 /// The shortest and longest `ORDER_PAYMENT_TTL` accepted.
 const PAYMENT_TTL_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(7 * 86_400));
+
+fn webhooks_config(
+    vars: &Vars,
+    payments: &PaymentSettings,
+    production: bool,
+) -> Result<WebhooksConfig, ConfigError> {
+    let secrets = |name: &str, parse: fn(&[String]) -> Result<WebhookSecrets, String>| {
+        vars.get(name)
+            .map(|text| parse(&parse::list(text)).map_err(|e| ConfigError::new(name, e)))
+            .transpose()
+    };
+    let stripe = secrets("STRIPE_WEBHOOK_SECRETS", WebhookSecrets::stripe)?;
+    let standard = secrets("STANDARD_WEBHOOK_SECRETS", WebhookSecrets::standard)?;
+    if production && matches!(payments, PaymentSettings::Stripe { .. }) && stripe.is_none() {
+        return Err(ConfigError::new(
+            "STRIPE_WEBHOOK_SECRETS",
+            "is required with PAYMENT_PROVIDER=stripe (whsec_… from the Stripe dashboard)",
+        ));
+    }
+    let tolerance = duration(vars, "WEBHOOK_TOLERANCE", "300s")?;
+    if tolerance.is_zero() || tolerance > Duration::from_secs(3600) {
+        return Err(ConfigError::new(
+            "WEBHOOK_TOLERANCE",
+            "must be more than 0 and at most 1h",
+        ));
+    }
+    let retention = duration(vars, "WEBHOOK_RETENTION", "90d")?;
+    if retention < Duration::from_secs(86_400) {
+        return Err(ConfigError::new("WEBHOOK_RETENTION", "must be at least 1d"));
+    }
+    Ok(WebhooksConfig {
+        stripe,
+        standard,
+        tolerance,
+        retention,
+    })
+}
 
 fn orders_config(vars: &Vars, production: bool) -> Result<OrdersConfig, ConfigError> {
     let payments = match vars.get("PAYMENT_PROVIDER") {

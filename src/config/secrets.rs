@@ -34,6 +34,11 @@ pub const SECRETS: &[SecretSpec] = &[
         generate: || random_base64(32),
     },
     SecretSpec {
+        var: "STANDARD_WEBHOOK_SECRETS",
+        meaning: "Standard Webhooks secrets (whsec_base64), the sandbox provider's and any other's",
+        generate: || format!("whsec_{}", random_base64(32)),
+    },
+    SecretSpec {
         var: "ACCESS_TOKEN_KEYS",
         meaning: "Ed25519 keys signing access tokens: kid:base64(32-byte seed), first one signs",
         generate: crate::crypto::jwt::SigningKeys::generate_entry,

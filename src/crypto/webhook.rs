@@ -87,6 +87,14 @@ impl WebhookSecrets {
         Self::non_empty(keys)
     }
 
+    /// Signs a Standard Webhooks message with the first secret, as a provider does.
+    pub fn sign_standard(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let ts = timestamp.to_string();
+        let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
+        let mac = self.macs(&parts).next().expect("at least one secret");
+        format!("v1,{}", STANDARD.encode(mac))
+    }
+
     fn non_empty(keys: Vec<Zeroizing<Vec<u8>>>) -> Result<Self, String> {
         if keys.is_empty() {
             Err("no secret given".into())

@@ -101,6 +101,9 @@ impl Db {
         let pool = diesel::r2d2::Pool::builder()
             .max_size(config.pool_size)
             .min_idle(Some(1))
+            // No `SELECT 1` before every checkout (a round trip per request on PostgreSQL): a broken
+            // connection fails its query, is dropped by r2d2, and readiness checks the database itself.
+            .test_on_check_out(false)
             .connection_timeout(config.pool_timeout)
             .connection_customizer(Box::new(SqliteSetup))
             .build(ConnectionManager::new(url))

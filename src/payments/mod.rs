@@ -54,6 +54,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
         &'a self,
         request: &'a PaymentRequest,
     ) -> Pin<Box<dyn Future<Output = Result<Payment, PaymentError>> + Send + 'a>>;
+
+    /// Refunds a payment in full. Idempotent per order: asking again refunds nothing twice.
+    fn refund<'a>(
+        &'a self,
+        payment_id: &'a str,
+        order_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), PaymentError>> + Send + 'a>>;
 }
 
 /// The provider the configuration names.

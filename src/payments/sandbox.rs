@@ -35,6 +35,15 @@ impl PaymentProvider for SandboxProvider {
             })
         })
     }
+
+    /// The sandbox refunds at once.
+    fn refund<'a>(
+        &'a self,
+        _payment_id: &'a str,
+        _order_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), PaymentError>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]

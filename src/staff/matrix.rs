@@ -27,35 +27,22 @@ const fn rule(
     }
 }
 
-use Role::{Admin, Clerk};
+use Role::{Admin, Clerk, Manager};
 
+#[rustfmt::skip]
 pub const MATRIX: &[Rule] = &[
     rule("POST", "/v1/staff/auth/login", None, "log in"),
-    rule(
-        "POST",
-        "/v1/staff/auth/refresh",
-        None,
-        "refresh a token pair",
-    ),
+    rule("POST", "/v1/staff/auth/refresh", None, "refresh a token pair"),
     rule("POST", "/v1/staff/auth/logout", Some(Clerk), "log out"),
-    rule(
-        "GET",
-        "/v1/staff/audit-log",
-        Some(Admin),
-        "read the audit log",
-    ),
-    rule(
-        "GET",
-        "/v1/staff/customers/{id}/contact",
-        Some(Admin),
-        "reveal a customer's contact (audited)",
-    ),
-    rule(
-        "POST",
-        "/v1/staff/customers/{id}/erase",
-        Some(Admin),
-        "erase a customer on request (audited)",
-    ),
+    rule("GET", "/v1/staff/orders", Some(Clerk), "list orders (no personal data); `customer_phone=` needs manager"),
+    rule("GET", "/v1/staff/orders/{id}", Some(Clerk), "an order's detail and status history"),
+    rule("POST", "/v1/staff/orders/{id}/transitions", Some(Clerk), "fulfilling, shipped, delivered; cancelled and refunded need manager"),
+    rule("GET", "/v1/staff/orders/{id}/shipping-address", Some(Clerk), "reveal an order's shipping address (audited)"),
+    rule("POST", "/v1/staff/products", Some(Manager), "create a product"),
+    rule("PATCH", "/v1/staff/products/{id}", Some(Manager), "change a product's name, price, stock or active (audited)"),
+    rule("GET", "/v1/staff/audit-log", Some(Admin), "read the audit log"),
+    rule("GET", "/v1/staff/customers/{id}/contact", Some(Admin), "reveal a customer's contact (audited)"),
+    rule("POST", "/v1/staff/customers/{id}/erase", Some(Admin), "erase a customer on request (audited)"),
 ];
 
 /// The rule of a request, by method and matched route pattern.

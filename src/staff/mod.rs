@@ -2,6 +2,7 @@
 //! `staff`, 12 h absolute, 1 h idle), the audit log, and the personal-data reveals staff may make.
 
 pub mod matrix;
+pub mod orders;
 
 use std::fmt;
 use std::net::IpAddr;

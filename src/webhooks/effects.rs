@@ -12,10 +12,11 @@ use diesel::prelude::*;
 
 use super::Provider;
 use super::events::{Kind, PaymentEvent};
-use crate::db::DbError;
 use crate::db::DbConnection;
+use crate::db::DbError;
 use crate::db::schema::{orders, webhook_receipts};
 use crate::error::AppError;
+use crate::notify::outbox::{self, Amount, Notification};
 use crate::orders::read::{self, OrderSummary};
 use crate::orders::state::{Actor, OrderStatus, transition};
 
@@ -62,9 +63,10 @@ pub enum ApplyError {
 impl From<diesel::result::Error> for ApplyError {
     fn from(e: diesel::result::Error) -> Self {
         match e {
-            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-                Self::Duplicate
-            }
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => Self::Duplicate,
             other => Self::App(other.into()),
         }
     }
@@ -90,7 +92,6 @@ pub fn apply(
     conn: &mut DbConnection,
     provider: Provider,
     event: &PaymentEvent,
-    _shop_currency: &str,
 ) -> Result<(Outcome, Option<String>), ApplyError> {
     // The receipt first: a concurrent delivery of the same event waits on this key and then fails with a
     // unique violation, which rolls its transaction back as a duplicate.
@@ -111,7 +112,17 @@ pub fn apply(
         ))
         .execute(conn)?;
 
-    let order = find_order(conn, event)?;
+    let order = match find_order(conn, event)? {
+        // Take the order's row lock (a no-op update, portable across backends) and read it again, so two
+        // events of one order (a success and a refund) are applied one after the other, each seeing the other.
+        Some(found) => {
+            diesel::update(orders::table.find(&found.id))
+                .set(orders::updated_at.eq(orders::updated_at))
+                .execute(conn)?;
+            Some(read::summary(conn, &found.id)?)
+        }
+        None => None,
+    };
     let outcome = match &order {
         None => Outcome::UnknownOrder,
         Some(order) => effect(conn, provider, event, order)?,
@@ -128,7 +139,10 @@ pub fn apply(
 
 /// The order an event is about: by the order id it carries, checked against the payment id; or by the
 /// payment id alone.
-fn find_order(conn: &mut DbConnection, event: &PaymentEvent) -> Result<Option<OrderSummary>, ApplyError> {
+fn find_order(
+    conn: &mut DbConnection,
+    event: &PaymentEvent,
+) -> Result<Option<OrderSummary>, ApplyError> {
     let order = match &event.order_id {
         Some(id) => match read::summary(conn, id) {
             Ok(order) => Some(order),
@@ -138,10 +152,19 @@ fn find_order(conn: &mut DbConnection, event: &PaymentEvent) -> Result<Option<Or
         None => read::find_by_payment_id(conn, &event.payment_id)?,
     };
     // An event naming an order but another payment is not that order's.
-    Ok(order.filter(|o| o.payment_id.as_deref().is_none_or(|p| p == event.payment_id)))
+    Ok(order.filter(|o| {
+        o.payment_id
+            .as_deref()
+            .is_none_or(|p| p == event.payment_id)
+    }))
 }
 
-fn flag(conn: &mut DbConnection, order_id: &str, review: bool, refund: Option<bool>) -> QueryResult<()> {
+fn flag(
+    conn: &mut DbConnection,
+    order_id: &str,
+    review: bool,
+    refund: Option<bool>,
+) -> QueryResult<()> {
     if review {
         diesel::update(orders::table.find(order_id))
             .set(orders::payment_review.eq(true))
@@ -167,8 +190,16 @@ fn effect(
         (Kind::Succeeded, PendingPayment) => {
             if event.amount == order.total.amount && event.currency == order.total.currency {
                 transition(conn, &order.id, Paid, &actor, Some("payment succeeded"))?;
+                notify_paid(conn, order)?;
                 if refund_waiting(conn, &order.id, &event.event_id)? {
-                    transition(conn, &order.id, Refunded, &actor, Some("refund received before the payment"))?;
+                    transition(
+                        conn,
+                        &order.id,
+                        Refunded,
+                        &actor,
+                        Some("refund received before the payment"),
+                    )?;
+                    notify_refunded(conn, order)?;
                     Outcome::Refunded
                 } else {
                     Outcome::Paid
@@ -190,7 +221,14 @@ fn effect(
         (Kind::Failed, PendingPayment) => Outcome::PaymentFailed,
         (Kind::Failed, _) => Outcome::NoEffect,
         (Kind::Refunded, Paid | Fulfilling) => {
-            transition(conn, &order.id, Refunded, &actor, Some("refunded by the provider"))?;
+            transition(
+                conn,
+                &order.id,
+                Refunded,
+                &actor,
+                Some("refunded by the provider"),
+            )?;
+            notify_refunded(conn, order)?;
             Outcome::Refunded
         }
         (Kind::Refunded, PendingPayment) => Outcome::RefundDeferred,
@@ -213,4 +251,50 @@ fn refund_waiting(conn: &mut DbConnection, order_id: &str, this_event: &str) -> 
         .count()
         .get_result(conn)?;
     Ok(n > 0)
+}
+
+fn amount(order: &OrderSummary) -> Amount {
+    Amount::new(order.total.amount, &order.total.currency)
+}
+
+/// The order confirmation to the customer and the alert to the staff, in the transaction that paid it.
+fn notify_paid(conn: &mut DbConnection, order: &OrderSummary) -> Result<(), ApplyError> {
+    let detail = read::detail(conn, &order.id, None)?;
+    let items = detail
+        .items
+        .into_iter()
+        .map(|i| outbox::OrderItem {
+            name: i.name,
+            quantity: i.quantity.max(0) as u32,
+        })
+        .collect();
+    outbox::enqueue(
+        conn,
+        Notification::OrderConfirmation {
+            customer_id: order.customer_id.clone(),
+            order_id: order.id.clone(),
+            items,
+            total: amount(order),
+        },
+    )?;
+    outbox::enqueue(
+        conn,
+        Notification::OrderPaidStaffAlert {
+            order_id: order.id.clone(),
+            total: amount(order),
+        },
+    )?;
+    Ok(())
+}
+
+fn notify_refunded(conn: &mut DbConnection, order: &OrderSummary) -> Result<(), ApplyError> {
+    outbox::enqueue(
+        conn,
+        Notification::Refunded {
+            customer_id: order.customer_id.clone(),
+            order_id: order.id.clone(),
+            amount: amount(order),
+        },
+    )?;
+    Ok(())
 }

@@ -39,7 +39,10 @@ pub struct PaymentEvent {
 pub enum Parsed {
     Payment(PaymentEvent),
     /// A well-formed event of a type shopd does not act on.
-    Ignored { event_id: String, event_type: String },
+    Ignored {
+        event_id: String,
+        event_type: String,
+    },
 }
 
 /// A body that is not the event it claims to be.
@@ -69,7 +72,8 @@ struct StandardPayment {
 
 /// A Standard Webhooks event (`payment.succeeded|failed|refunded`); its id is the `webhook-id` header.
 pub fn parse_standard(webhook_id: &str, body: &[u8]) -> Result<Parsed, BadEvent> {
-    let event: StandardEvent = serde_json::from_slice(body).map_err(|e| bad(format!("not an event: {e}")))?;
+    let event: StandardEvent =
+        serde_json::from_slice(body).map_err(|e| bad(format!("not an event: {e}")))?;
     let kind = match event.kind.as_str() {
         "payment.succeeded" => Kind::Succeeded,
         "payment.failed" => Kind::Failed,
@@ -81,8 +85,8 @@ pub fn parse_standard(webhook_id: &str, body: &[u8]) -> Result<Parsed, BadEvent>
             });
         }
     };
-    let data: StandardPayment =
-        serde_json::from_value(event.data).map_err(|e| bad(format!("`data` is not a payment: {e}")))?;
+    let data: StandardPayment = serde_json::from_value(event.data)
+        .map_err(|e| bad(format!("`data` is not a payment: {e}")))?;
     Ok(Parsed::Payment(PaymentEvent {
         event_id: webhook_id.to_owned(),
         kind,
@@ -125,21 +129,29 @@ struct StripeCharge {
 }
 
 fn order_id_of(metadata: &std::collections::HashMap<String, serde_json::Value>) -> Option<String> {
-    metadata.get("order_id").and_then(|v| v.as_str()).map(str::to_owned)
+    metadata
+        .get("order_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
 }
 
 /// A Stripe event (`payment_intent.succeeded`, `payment_intent.payment_failed`, `charge.refunded`).
 pub fn parse_stripe(body: &[u8]) -> Result<Parsed, BadEvent> {
-    let event: StripeEvent = serde_json::from_slice(body).map_err(|e| bad(format!("not a Stripe event: {e}")))?;
+    let event: StripeEvent =
+        serde_json::from_slice(body).map_err(|e| bad(format!("not a Stripe event: {e}")))?;
     if !event.id.starts_with("evt_") {
         return Err(bad("a Stripe event id starts with evt_"));
     }
     let object = event.data.object;
     let parsed = match event.kind.as_str() {
         "payment_intent.succeeded" | "payment_intent.payment_failed" => {
-            let intent: StripeIntent =
-                serde_json::from_value(object).map_err(|e| bad(format!("not a PaymentIntent: {e}")))?;
-            let kind = if event.kind.ends_with("succeeded") { Kind::Succeeded } else { Kind::Failed };
+            let intent: StripeIntent = serde_json::from_value(object)
+                .map_err(|e| bad(format!("not a PaymentIntent: {e}")))?;
+            let kind = if event.kind.ends_with("succeeded") {
+                Kind::Succeeded
+            } else {
+                Kind::Failed
+            };
             PaymentEvent {
                 event_id: event.id,
                 kind,
@@ -181,7 +193,10 @@ fn currency(text: &str) -> Result<String, BadEvent> {
 
 /// Event types are logged and stored: keep them short and printable.
 fn short(text: &str) -> String {
-    text.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()
+    text.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,13 +206,22 @@ mod tests {
     #[test]
     fn standard_events() {
         let body = br#"{"type":"payment.succeeded","data":{"payment_id":"sbx_1","order_id":"o1","amount":1250,"currency":"eur"}}"#;
-        let Parsed::Payment(e) = parse_standard("msg_1", body).unwrap() else { panic!() };
-        assert_eq!((e.kind, e.amount, e.currency.as_str()), (Kind::Succeeded, 1250, "EUR"));
+        let Parsed::Payment(e) = parse_standard("msg_1", body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (e.kind, e.amount, e.currency.as_str()),
+            (Kind::Succeeded, 1250, "EUR")
+        );
         assert!(matches!(
             parse_standard("msg_2", br#"{"type":"payment.disputed","data":{}}"#),
             Ok(Parsed::Ignored { .. })
         ));
-        for body in [&b"not json"[..], br#"{"type":"payment.failed"}"#, br#"{"type":"payment.failed","data":{"payment_id":"x"}}"#] {
+        for body in [
+            &b"not json"[..],
+            br#"{"type":"payment.failed"}"#,
+            br#"{"type":"payment.failed","data":{"payment_id":"x"}}"#,
+        ] {
             assert!(parse_standard("msg_3", body).is_err());
         }
     }
@@ -205,10 +229,24 @@ mod tests {
     #[test]
     fn stripe_events() {
         let body = br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"id":"pi_1","amount":500,"currency":"eur","metadata":{"order_id":"o1"}}}}"#;
-        let Parsed::Payment(e) = parse_stripe(body).unwrap() else { panic!() };
-        assert_eq!((e.payment_id.as_str(), e.order_id.as_deref()), ("pi_1", Some("o1")));
+        let Parsed::Payment(e) = parse_stripe(body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (e.payment_id.as_str(), e.order_id.as_deref()),
+            ("pi_1", Some("o1"))
+        );
         let refund = br#"{"id":"evt_2","type":"charge.refunded","data":{"object":{"payment_intent":"pi_1","amount_refunded":500,"currency":"eur"}}}"#;
-        assert!(matches!(parse_stripe(refund), Ok(Parsed::Payment(PaymentEvent { kind: Kind::Refunded, .. }))));
-        assert!(parse_stripe(br#"{"id":"x","type":"payment_intent.succeeded","data":{"object":{}}}"#).is_err());
+        assert!(matches!(
+            parse_stripe(refund),
+            Ok(Parsed::Payment(PaymentEvent {
+                kind: Kind::Refunded,
+                ..
+            }))
+        ));
+        assert!(
+            parse_stripe(br#"{"id":"x","type":"payment_intent.succeeded","data":{"object":{}}}"#)
+                .is_err()
+        );
     }
 }

@@ -15,6 +15,7 @@ use crate::crypto::webhook::{self, SignatureError, WebhookSecrets};
 use crate::db::schema::webhook_events;
 use crate::db::{Db, DbError};
 use crate::error::{AppError, AppResult, Problem};
+use crate::telemetry::Metrics;
 use crate::vault::{Field, Vault};
 
 pub use effects::Outcome;
@@ -70,12 +71,14 @@ pub struct Webhooks {
     standard: Option<WebhookSecrets>,
     tolerance: Duration,
     retention: Duration,
-    shop_currency: String,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhooks").field("tolerance", &self.tolerance).finish_non_exhaustive()
+        f.debug_struct("Webhooks")
+            .field("tolerance", &self.tolerance)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +89,8 @@ pub struct WebhooksParts {
     pub standard: Option<WebhookSecrets>,
     pub tolerance: Duration,
     pub retention: Duration,
-    pub shop_currency: String,
+    /// Counts refused signatures (`shopd_webhook_signature_failures_total{provider}`).
+    pub metrics: Metrics,
 }
 
 fn refused(error: SignatureError) -> AppError {
@@ -102,17 +106,28 @@ impl Webhooks {
             standard: parts.standard,
             tolerance: parts.tolerance,
             retention: parts.retention,
-            shop_currency: parts.shop_currency,
+            metrics: parts.metrics,
         }
     }
 
     /// Verifies, parses and applies one delivery. The answer is 2xx only once the effect is committed, or the
     /// event is a duplicate or of a type shopd ignores.
-    pub async fn ingest(&self, provider: Provider, received: Received, body: Vec<u8>) -> AppResult<Outcome> {
+    pub async fn ingest(
+        &self,
+        provider: Provider,
+        received: Received,
+        body: Vec<u8>,
+    ) -> AppResult<Outcome> {
         let now = chrono::Utc::now().timestamp();
         let verified = match provider {
             Provider::Stripe => self.stripe.as_ref().map(|secrets| {
-                webhook::verify_stripe(received.stripe_signature.as_deref(), &body, secrets, now, self.tolerance)
+                webhook::verify_stripe(
+                    received.stripe_signature.as_deref(),
+                    &body,
+                    secrets,
+                    now,
+                    self.tolerance,
+                )
             }),
             Provider::Standard => self.standard.as_ref().map(|secrets| {
                 webhook::verify_standard(
@@ -127,25 +142,56 @@ impl Webhooks {
             }),
         };
         let Some(verified) = verified else {
-            return Err(Problem::new(404, "not_found", "Not found", "This webhook is not configured.").into());
+            return Err(Problem::new(
+                404,
+                "not_found",
+                "Not found",
+                "This webhook is not configured.",
+            )
+            .into());
         };
         if let Err(error) = verified {
-            tracing::warn!(provider = provider.as_str(), reason = error.code(), "webhook signature refused");
-            self.record(provider, &received, &body, Audit::refused(error)).await;
+            self.metrics.webhook_signature_failure(provider.as_str());
+            tracing::warn!(
+                provider = provider.as_str(),
+                reason = error.code(),
+                "webhook signature refused"
+            );
+            self.record(provider, &received, &body, Audit::refused(error))
+                .await;
             return Err(refused(error));
         }
 
         let parsed = match provider {
             Provider::Stripe => events::parse_stripe(&body),
-            Provider::Standard => events::parse_standard(received.webhook_id.as_deref().unwrap_or_default(), &body),
+            Provider::Standard => {
+                events::parse_standard(received.webhook_id.as_deref().unwrap_or_default(), &body)
+            }
         };
         let event = match parsed {
             Err(bad) => {
-                self.record(provider, &received, &body, Audit::outcome(None, None, "invalid_event")).await;
-                return Err(Problem::bad_request("invalid_event", format!("The body is not the event it claims to be: {bad}.")).into());
+                self.record(
+                    provider,
+                    &received,
+                    &body,
+                    Audit::outcome(None, None, "invalid_event"),
+                )
+                .await;
+                return Err(Problem::bad_request(
+                    "invalid_event",
+                    format!("The body is not the event it claims to be: {bad}."),
+                )
+                .into());
             }
-            Ok(Parsed::Ignored { event_id, event_type }) => {
-                tracing::info!(provider = provider.as_str(), event_type, "webhook of an ignored type");
+            Ok(Parsed::Ignored {
+                event_id,
+                event_type,
+            }) => {
+                tracing::info!(
+                    provider = provider.as_str(),
+                    event_type,
+                    "webhook of an ignored type"
+                );
                 let audit = Audit {
                     event_id: Some(event_id),
                     event_type: Some(event_type),
@@ -159,8 +205,8 @@ impl Webhooks {
 
         let mut attempt = 0;
         let applied = loop {
-            let (e, currency) = (event.clone(), self.shop_currency.clone());
-            match self.db.write(move |conn| apply(conn, provider, &e, &currency)).await {
+            let e = event.clone();
+            match self.db.write(move |conn| apply(conn, provider, &e)).await {
                 Err(ApplyError::Duplicate) if attempt == 0 => attempt += 1,
                 Err(ApplyError::Duplicate) => break Ok((Outcome::Duplicate, None)),
                 Err(ApplyError::App(e)) => break Err(e),
@@ -189,7 +235,9 @@ impl Webhooks {
                 // The body is sealed under the data key of the order's customer, so erasing them shreds it
                 // too; a body that cannot be tied to an order is kept only as its digest.
                 let customer_id: Option<String> = match &audit.order_id {
-                    Some(order_id) => crate::orders::read::summary(conn, order_id).ok().map(|o| o.customer_id),
+                    Some(order_id) => crate::orders::read::summary(conn, order_id)
+                        .ok()
+                        .map(|o| o.customer_id),
                     None => None,
                 };
                 let sealed = match &customer_id {
@@ -231,7 +279,8 @@ impl Webhooks {
 
     /// Deletes audit rows older than the retention.
     pub async fn purge(&self) -> AppResult<usize> {
-        let cutoff = now() - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::days(90));
+        let cutoff = now()
+            - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::days(90));
         self.db
             .run(move |conn| {
                 diesel::delete(webhook_events::table.filter(webhook_events::received_at.lt(cutoff)))

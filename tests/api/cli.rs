@@ -128,6 +128,7 @@ fn keys_generate_prints_a_fresh_complete_set() {
     vars.set("SMTP_URL", "smtps://shop:password@mail.example.com");
     vars.set("PAYMENT_PROVIDER", "stripe");
     vars.set("STRIPE_SECRET_KEY", "sk_live_example");
+    vars.set("STRIPE_WEBHOOK_SECRETS", "whsec_live_example");
     shopd::config::Config::from_vars(&vars).expect("a generated set holds every secret");
     assert!(
         !dir.path().join("data").exists(),

@@ -176,6 +176,19 @@ fn production_needs_explicit_configuration() {
         "https only"
     );
     vars.set("STRIPE_API_BASE", "");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "STRIPE_WEBHOOK_SECRETS",
+        "no Stripe payments without their webhooks"
+    );
+    vars.set("STRIPE_WEBHOOK_SECRETS", "whsec_live_example");
+    vars.set("WEBHOOK_TOLERANCE", "0s");
+    assert_eq!(
+        Config::from_vars(&vars).unwrap_err().var,
+        "WEBHOOK_TOLERANCE",
+        "never 0 = off"
+    );
+    vars.set("WEBHOOK_TOLERANCE", "");
     let config = Config::from_vars(&vars).unwrap();
     assert_eq!(config.environment, Environment::Production);
     assert_eq!(config.orders.payments.name(), "stripe");

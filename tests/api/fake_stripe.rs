@@ -28,6 +28,8 @@ struct State {
     /// The PaymentIntent made under each idempotency key, with the form that made it.
     intents: HashMap<String, (BTreeMap<String, String>, Value)>,
     received: Vec<ReceivedIntent>,
+    /// Refunds made: (idempotency key, payment_intent).
+    refunds: Vec<(String, String)>,
     failures: usize,
     failure_status: u16,
     delay: Duration,
@@ -49,6 +51,7 @@ impl FakeStripe {
             secret_key: secret_key.to_owned(),
             intents: HashMap::new(),
             received: Vec::new(),
+            refunds: Vec::new(),
             failures: 0,
             failure_status: 503,
             delay: Duration::ZERO,
@@ -60,6 +63,7 @@ impl FakeStripe {
             App::new()
                 .app_data(data.clone())
                 .route("/v1/payment_intents", web::post().to(create_intent))
+                .route("/v1/refunds", web::post().to(create_refund))
                 .default_service(web::to(not_found))
         })
         .workers(1)
@@ -75,6 +79,11 @@ impl FakeStripe {
             state,
             handle,
         }
+    }
+
+    /// The refunds made: (idempotency key, payment intent).
+    pub fn refunds(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().refunds.clone()
     }
 
     /// Every request so far, oldest first.
@@ -116,6 +125,67 @@ fn stripe_error(status: u16, kind: &str, code: Option<&str>, message: &str) -> H
         error["code"] = json!(code);
     }
     HttpResponse::build(StatusCode::from_u16(status).unwrap()).json(json!({ "error": error }))
+}
+
+/// `POST /v1/refunds`: basic auth, a form with `payment_intent` naming an intent this server made, and an
+/// Idempotency-Key; the same key again refunds nothing twice.
+async fn create_refund(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<State>>>,
+) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    let authenticated = basic_auth(&req)
+        .is_some_and(|(user, password)| user == state.secret_key && password.is_empty());
+    if !authenticated {
+        return stripe_error(
+            401,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided.",
+        );
+    }
+    if state.failures > 0 {
+        state.failures -= 1;
+        let status = state.failure_status;
+        return stripe_error(status, "api_error", None, "Refused.");
+    }
+    let Some(key) = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return stripe_error(
+            400,
+            "invalid_request_error",
+            None,
+            "An Idempotency-Key is expected.",
+        );
+    };
+    let intent = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "payment_intent")
+        .map(|(_, v)| v.into_owned());
+    let Some(intent) = intent.filter(|i| {
+        state
+            .intents
+            .values()
+            .any(|(_, made)| made["id"] == i.as_str())
+    }) else {
+        return stripe_error(
+            404,
+            "invalid_request_error",
+            Some("resource_missing"),
+            "No such payment_intent.",
+        );
+    };
+    if !state.refunds.iter().any(|(k, _)| *k == key) {
+        state.refunds.push((key, intent.clone()));
+    }
+    HttpResponse::Ok().json(
+        json!({"id": format!("re_{}", uuid::Uuid::new_v4().simple()), "object": "refund",
+        "payment_intent": intent, "status": "succeeded"}),
+    )
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -18,3 +18,4 @@ mod problems;
 mod products;
 mod sms;
 mod staff;
+mod webhooks;

@@ -374,3 +374,386 @@ async fn each_reveal_is_audited_and_no_audit_entry_holds_a_personal_value() {
     assert_problem(again, 404, "not_found").await;
     assert_not_logged(&[&phone, "audited@example.com", &email]);
 }
+
+/// An order placed by a fresh customer and paid (as the provider's webhook would): its id.
+async fn paid_order(app: &TestApp) -> String {
+    let (token, _) = app.direct_customer();
+    let product = app.add_product("Kettle", 2_500, 10);
+    let response = app
+        .place_order(
+            &token,
+            Some(&crate::helpers::new_key()),
+            &crate::helpers::order_body(&[(&product, 1)]),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shopd::orders::state::transition(
+        &mut app.conn(),
+        &id,
+        shopd::orders::OrderStatus::Paid,
+        &shopd::orders::state::Actor::Provider("test".into()),
+        None,
+    )
+    .unwrap();
+    id
+}
+
+async fn move_to(app: &TestApp, token: &str, order: &str, to: &str) -> reqwest::Response {
+    app.request(
+        Method::POST,
+        &format!("/v1/staff/orders/{order}/transitions"),
+        token,
+        Some(&json!({"to": to})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_clerk_fulfils_an_order_but_may_not_refund_it_and_a_manager_refunds_it() {
+    let app = TestApp::spawn().await;
+    let (clerk, manager) = (email_for("clerk"), email_for("manager"));
+    add_staff(&app, &clerk, "clerk");
+    add_staff(&app, &manager, "manager");
+    let clerk = staff_login(&app, &clerk).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let manager = staff_login(&app, &manager).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let order = paid_order(&app).await;
+    for to in ["fulfilling", "shipped", "delivered"] {
+        let response = move_to(&app, &clerk, &order, to).await;
+        assert_eq!(response.status(), 200, "{to}");
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], to);
+    }
+    let detail: Value = app
+        .request(
+            Method::GET,
+            &format!("/v1/staff/orders/{order}"),
+            &clerk,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let history: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "pending_payment",
+            "paid",
+            "fulfilling",
+            "shipped",
+            "delivered"
+        ]
+    );
+    assert_eq!(detail["history"][2]["actor_kind"], "staff");
+    assert_problem(
+        move_to(&app, &clerk, &order, "fulfilling").await,
+        409,
+        "invalid_transition",
+    )
+    .await;
+
+    let second = paid_order(&app).await;
+    assert_problem(
+        move_to(&app, &clerk, &second, "refunded").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let refunded = move_to(&app, &manager, &second, "refunded").await;
+    assert_eq!(refunded.status(), 200);
+    assert_eq!(
+        refunded.json::<Value>().await.unwrap()["status"],
+        "refunded"
+    );
+
+    let list: Value = app
+        .request(
+            Method::GET,
+            "/v1/staff/orders?status=refunded",
+            &clerk,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    let keys: Vec<&String> = items[0].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "customer_id",
+            "id",
+            "item_count",
+            "needs_refund",
+            "payment_review",
+            "status",
+            "total"
+        ]
+    );
+    let bad = app
+        .request(Method::GET, "/v1/staff/orders?status=lost", &clerk, None)
+        .await;
+    assert_problem(bad, 422, "invalid_status").await;
+}
+
+#[tokio::test]
+async fn a_managers_refund_reaches_stripes_refunds_api_before_the_order_moves() {
+    use crate::fake_stripe::{FakeStripe, STRIPE_KEY};
+    let fake = FakeStripe::start(STRIPE_KEY).await;
+    let base = fake.base_url.clone();
+    let app = TestApp::spawn_with(move |vars| {
+        vars.set("PAYMENT_PROVIDER", "stripe");
+        vars.set("STRIPE_SECRET_KEY", STRIPE_KEY);
+        vars.set("STRIPE_API_BASE", base);
+    })
+    .await;
+    let manager = email_for("manager");
+    add_staff(&app, &manager, "manager");
+    let manager = staff_login(&app, &manager).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = paid_order(&app).await;
+
+    fake.fail_next(2, 503);
+    let failed = move_to(&app, &manager, &order, "refunded").await;
+    assert_problem(failed, 502, "payment_provider_unavailable").await;
+    let detail: Value = app
+        .request(
+            Method::GET,
+            &format!("/v1/staff/orders/{order}"),
+            &manager,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["status"], "paid",
+        "unchanged without the provider's confirmation"
+    );
+
+    let response = move_to(&app, &manager, &order, "refunded").await;
+    assert_eq!(response.status(), 200);
+    let refunds = fake.refunds();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].0, format!("refund-{order}"));
+    assert_eq!(refunds[0].1, detail["payment_id"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn shipping_addresses_are_revealed_only_by_their_own_audited_call() {
+    let app = TestApp::spawn().await;
+    let clerk = email_for("clerk");
+    add_staff(&app, &clerk, "clerk");
+    let admin = email_for("admin");
+    add_staff(&app, &admin, "admin");
+    let clerk = staff_login(&app, &clerk).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = staff_login(&app, &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = paid_order(&app).await;
+
+    let detail = app
+        .request(
+            Method::GET,
+            &format!("/v1/staff/orders/{order}"),
+            &clerk,
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let list = app
+        .request(Method::GET, "/v1/staff/orders", &clerk, None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let address = crate::helpers::address();
+    let street = address["line1"].as_str().unwrap();
+    assert!(
+        !detail.contains(street) && !list.contains(street),
+        "no address in the detail or the list"
+    );
+
+    let revealed = app
+        .request(
+            Method::GET,
+            &format!("/v1/staff/orders/{order}/shipping-address"),
+            &clerk,
+            None,
+        )
+        .await;
+    assert_eq!(revealed.status(), 200);
+    assert_eq!(revealed.json::<Value>().await.unwrap()["line1"], street);
+    let log: Value = app
+        .request(Method::GET, "/v1/staff/audit-log", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log[0]["action"], "reveal_shipping_address");
+    assert_eq!(log[0]["target_id"], order.as_str());
+    assert!(!log.to_string().contains(street));
+}
+
+#[tokio::test]
+async fn managers_manage_the_catalogue_and_every_stock_change_is_recorded() {
+    let app = TestApp::spawn().await;
+    let (manager, admin) = (email_for("manager"), email_for("admin"));
+    add_staff(&app, &manager, "manager");
+    add_staff(&app, &admin, "admin");
+    let manager = staff_login(&app, &manager).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = staff_login(&app, &admin).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = app
+        .request(
+            Method::POST,
+            "/v1/staff/products",
+            &manager,
+            Some(&json!({"name": "Mug", "price": 900, "stock": 3})),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patched = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/staff/products/{id}"),
+            &manager,
+            Some(&json!({"stock": 40, "price": 950})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let product: Value = patched.json().await.unwrap();
+    assert_eq!(
+        (
+            product["stock"].as_i64(),
+            product["price"]["amount"].as_i64()
+        ),
+        (Some(40), Some(950))
+    );
+    let bad = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/staff/products/{id}"),
+            &manager,
+            Some(&json!({"price": -1})),
+        )
+        .await;
+    assert_problem(bad, 422, "invalid_product").await;
+    let unknown = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/staff/products/{id}"),
+            &manager,
+            Some(&json!({"cost": 1})),
+        )
+        .await;
+    assert_problem(unknown, 422, "invalid_field").await;
+    let log: Value = app
+        .request(Method::GET, "/v1/staff/audit-log", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"product_stock_set") && actions.contains(&"product_created"),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn orders_are_found_by_customer_phone_by_managers_only() {
+    let app = TestApp::spawn().await;
+    let (clerk, manager) = (email_for("clerk"), email_for("manager"));
+    add_staff(&app, &clerk, "clerk");
+    add_staff(&app, &manager, "manager");
+    let clerk = staff_login(&app, &clerk).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let manager = staff_login(&app, &manager).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let phone = unique_phone();
+    let pair = app.register(&phone).await;
+    let product = app.add_product("Cup", 300, 5);
+    let placed = app
+        .place_order(
+            pair["access_token"].as_str().unwrap(),
+            Some(&crate::helpers::new_key()),
+            &crate::helpers::order_body(&[(&product, 1)]),
+        )
+        .await;
+    let order_id = placed.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    paid_order(&app).await;
+    let path = format!(
+        "/v1/staff/orders?customer_phone={}",
+        phone.replace('+', "%2B")
+    );
+    assert_problem(
+        app.request(Method::GET, &path, &clerk, None).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let found: Value = app
+        .request(Method::GET, &path, &manager, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [order_id.as_str()]);
+    assert_not_logged(&[&phone]);
+}

@@ -1,0 +1,334 @@
+//! What staff do with orders and the catalogue: the list (no personal data), the detail with its history,
+//! changes of state through the order state machine (refunds through the payment provider first), the audited
+//! reveal of a shipping address, and product changes (each recorded in the audit log).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{Role, Staff, audit};
+use crate::crypto::IndexKind;
+use crate::db::schema::{customers, orders, products};
+use crate::domain::{Money, ShippingAddress};
+use crate::error::{AppError, AppResult, Problem};
+use crate::notify::outbox::{self, Amount, Notification};
+use crate::orders::read::{self, AddressRead, OrderDetail, OrderSummary};
+use crate::orders::state::{self, Actor, OrderEvent, OrderStatus, transition};
+use crate::orders::{NewProduct, Orders, Product};
+
+/// A line of the staff order list: no name, no address, no phone.
+#[derive(Debug, Clone)]
+pub struct StaffOrderLine {
+    pub id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub total: Money,
+    pub item_count: i32,
+    pub payment_review: bool,
+    pub needs_refund: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct OrderFilter {
+    pub status: Option<OrderStatus>,
+    pub since: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+    /// Newest first, before this id.
+    pub cursor: Option<String>,
+    pub limit: i64,
+    /// A customer's phone (E.164), looked up by its blind index: manager and up.
+    pub customer_phone: Option<String>,
+}
+
+type LineRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i32,
+    bool,
+    bool,
+    NaiveDateTime,
+);
+
+/// A change to a product; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct ProductChange {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    pub stock: Option<i64>,
+    pub active: Option<bool>,
+}
+
+fn provider_unavailable(e: crate::payments::PaymentError) -> AppError {
+    tracing::warn!(error = %e, "the refund was not made");
+    Problem::new(
+        502,
+        "payment_provider_unavailable",
+        "Payment provider unavailable",
+        "The payment provider did not confirm the refund; the order is unchanged. Try again.",
+    )
+    .into()
+}
+
+impl Staff {
+    pub async fn orders(&self, filter: OrderFilter) -> AppResult<Vec<StaffOrderLine>> {
+        let index = filter
+            .customer_phone
+            .as_deref()
+            .map(|p| self.vault.blind_index(IndexKind::Phone, p));
+        self.db
+            .run(move |conn| -> AppResult<Vec<StaffOrderLine>> {
+                let mut query = orders::table
+                    .select((
+                        orders::id,
+                        orders::customer_id,
+                        orders::status,
+                        orders::total_amount,
+                        orders::currency,
+                        orders::item_count,
+                        orders::payment_review,
+                        orders::needs_refund,
+                        orders::created_at,
+                    ))
+                    .order(orders::id.desc())
+                    .limit(filter.limit)
+                    .into_boxed();
+                if let Some(status) = filter.status {
+                    query = query.filter(orders::status.eq(status.as_str()));
+                }
+                if let Some(since) = filter.since {
+                    query = query.filter(orders::created_at.ge(since));
+                }
+                if let Some(until) = filter.until {
+                    query = query.filter(orders::created_at.lt(until));
+                }
+                if let Some(cursor) = filter.cursor {
+                    query = query.filter(orders::id.lt(cursor));
+                }
+                if let Some(index) = index {
+                    let ids: Vec<String> = customers::table
+                        .filter(customers::phone_index.eq(index))
+                        .select(customers::id)
+                        .load(conn)?;
+                    query = query.filter(orders::customer_id.eq_any(ids));
+                }
+                let rows: Vec<LineRow> = query.load(conn)?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(
+                            id,
+                            customer_id,
+                            status,
+                            amount,
+                            currency,
+                            item_count,
+                            review,
+                            refund,
+                            created_at,
+                        )| {
+                            StaffOrderLine {
+                                id,
+                                customer_id,
+                                status,
+                                total: Money { amount, currency },
+                                item_count,
+                                payment_review: review,
+                                needs_refund: refund,
+                                created_at,
+                            }
+                        },
+                    )
+                    .collect())
+            })
+            .await
+    }
+
+    pub async fn order(
+        &self,
+        order_id: &str,
+    ) -> AppResult<(OrderSummary, OrderDetail, Vec<OrderEvent>)> {
+        let id = order_id.to_owned();
+        self.db
+            .run(move |conn| -> AppResult<_> {
+                let summary = read::summary(conn, &id)?;
+                let detail = read::detail(conn, &id, None)?;
+                Ok((summary, detail, state::events(conn, &id)?))
+            })
+            .await
+    }
+
+    /// The shipping address of an order, audited in the same transaction. Never the value in the audit entry.
+    pub async fn order_address(
+        &self,
+        actor: &str,
+        order_id: &str,
+        request_id: Option<String>,
+    ) -> AppResult<Option<ShippingAddress>> {
+        let vault = self.vault.clone();
+        let (actor, id) = (actor.to_owned(), order_id.to_owned());
+        self.db
+            .write(move |conn| -> AppResult<Option<ShippingAddress>> {
+                let address = read::shipping_address(conn, &vault, &id, None)?;
+                audit(
+                    conn,
+                    &actor,
+                    "reveal_shipping_address",
+                    ("order", &id),
+                    request_id.as_deref(),
+                )?;
+                Ok(match address {
+                    AddressRead::Address(a) => Some(a),
+                    AddressRead::Erased => None,
+                })
+            })
+            .await
+    }
+
+    /// Moves an order on, as a staff member. `cancelled` and `refunded` need a manager; from a paid order
+    /// both refund the payment first, and the order moves only on the provider's confirmation.
+    pub async fn change_order(
+        &self,
+        orders: &Orders,
+        actor: (&str, Role),
+        order_id: &str,
+        to: OrderStatus,
+        note: Option<String>,
+    ) -> AppResult<OrderStatus> {
+        let (staff_id, role) = actor;
+        if matches!(to, OrderStatus::Cancelled | OrderStatus::Refunded) && role < Role::Manager {
+            return Err(Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                format!("Only a manager may make an order `{to}`."),
+            )
+            .into());
+        }
+        let id = order_id.to_owned();
+        let summary = self.db.run(move |conn| read::summary(conn, &id)).await?;
+        if !state::allowed(summary.status, to, state::ActorKind::Staff) {
+            return Err(state::invalid_transition(
+                summary.status,
+                to,
+                state::ActorKind::Staff,
+            ));
+        }
+        let paid = matches!(summary.status, OrderStatus::Paid | OrderStatus::Fulfilling);
+        let refunds = paid && matches!(to, OrderStatus::Cancelled | OrderStatus::Refunded);
+        if refunds {
+            let payment_id = summary.payment_id.clone().ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("a paid order without a payment id"))
+            })?;
+            orders
+                .payments
+                .refund(&payment_id, &summary.id)
+                .await
+                .map_err(provider_unavailable)?;
+        }
+        let (actor, id) = (Actor::Staff(staff_id.to_owned()), order_id.to_owned());
+        self.db
+            .write(move |conn| -> AppResult<OrderStatus> {
+                let done = transition(conn, &id, to, &actor, note.as_deref())?;
+                let amount = Amount::new(summary.total.amount, &summary.total.currency);
+                if refunds {
+                    outbox::enqueue(
+                        conn,
+                        Notification::Refunded {
+                            customer_id: summary.customer_id.clone(),
+                            order_id: id.clone(),
+                            amount,
+                        },
+                    )?;
+                } else if to == OrderStatus::Shipped {
+                    outbox::enqueue(
+                        conn,
+                        Notification::OrderShipped {
+                            customer_id: summary.customer_id.clone(),
+                            order_id: id.clone(),
+                        },
+                    )?;
+                }
+                Ok(done.to)
+            })
+            .await
+    }
+
+    pub async fn create_product(
+        &self,
+        actor: &str,
+        product: NewProduct,
+        request_id: Option<String>,
+    ) -> AppResult<String> {
+        let actor = actor.to_owned();
+        self.db
+            .write(move |conn| -> AppResult<String> {
+                let id =
+                    crate::orders::catalogue::insert_products(conn, &[product], |_| {})?.remove(0);
+                audit(
+                    conn,
+                    &actor,
+                    "product_created",
+                    ("product", &id),
+                    request_id.as_deref(),
+                )?;
+                Ok(id)
+            })
+            .await
+    }
+
+    /// Changes a product; a stock change is its own audit entry (who, which product, when).
+    pub async fn update_product(
+        &self,
+        actor: &str,
+        product_id: &str,
+        change: ProductChange,
+        request_id: Option<String>,
+    ) -> AppResult<Product> {
+        let (actor, id) = (actor.to_owned(), product_id.to_owned());
+        self.db
+            .write(move |conn| -> AppResult<Product> {
+                let current = crate::orders::catalogue::get(conn, &id)?;
+                let checked = NewProduct::parse(
+                    change.name.as_deref().unwrap_or(&current.name),
+                    change.price.unwrap_or(current.price.amount),
+                    Some(&current.price.currency),
+                    change.stock.unwrap_or(i64::from(current.stock)),
+                    change.active.unwrap_or(current.active),
+                    &current.price.currency,
+                )
+                .map_err(|e| AppError::from(Problem::invalid("invalid_product", "product", e)))?;
+                diesel::update(products::table.find(&id))
+                    .set((
+                        products::name.eq(&checked.name),
+                        products::price.eq(checked.price),
+                        products::active.eq(checked.active),
+                        products::updated_at.eq(chrono::Utc::now().naive_utc()),
+                    ))
+                    .execute(conn)?;
+                if let Some(stock) = change.stock {
+                    diesel::update(products::table.find(&id))
+                        .set(products::stock.eq(stock as i32))
+                        .execute(conn)?;
+                    audit(
+                        conn,
+                        &actor,
+                        "product_stock_set",
+                        ("product", &id),
+                        request_id.as_deref(),
+                    )?;
+                }
+                audit(
+                    conn,
+                    &actor,
+                    "product_updated",
+                    ("product", &id),
+                    request_id.as_deref(),
+                )?;
+                crate::orders::catalogue::get(conn, &id)
+            })
+            .await
+    }
+}
