@@ -107,10 +107,6 @@ fn series(text: &str, name: &str) -> f64 {
         .unwrap()
 }
 
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    series(&metrics_text(app).await, name)
-}
-
 fn failures(reason: &str) -> String {
     format!(r#"shopd_attestation_failures_total{{reason="{reason}"}}"#)
 }
