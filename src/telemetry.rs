@@ -1,5 +1,10 @@
 //! Logging: readable lines in development, JSON lines in production, filtered by `RUST_LOG`.
 //! Secrets and personal values reach no log: they live in `Sensitive` and key types that print `[redacted]`.
+//! `metrics`: the Prometheus registry of an instance.
+
+pub mod metrics;
+
+pub use metrics::Metrics;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;

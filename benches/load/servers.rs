@@ -196,6 +196,11 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
         .env("TWILIO_ACCOUNT_SID", twilio::ACCOUNT_SID)
         .env("TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN)
         .env("TWILIO_FROM", twilio::FROM)
+        // The load comes from one address: per-address rate limits would answer most of it with 429s.
+        .env("RATE_LIMIT_AUTH", "off")
+        .env("RATE_LIMIT_ORDERS", "off")
+        .env("RATE_LIMIT_WEBHOOKS", "off")
+        .env("RATE_LIMIT_API", "off")
         .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)

@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::authn::{CustomerAuth, client_ip, user_agent};
+use super::authn::{CustomerAuth, user_agent};
+use super::edge::client_ip;
 use super::json::ApiJson;
 use crate::auth::LogoutScope;
 use crate::auth::sessions::Issued;

@@ -102,12 +102,8 @@ impl FromRequest for CustomerAuth {
     }
 }
 
-/// The client address, for per-address limits.
-pub fn client_ip(req: &HttpRequest) -> std::net::IpAddr {
-    req.peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-}
+/// The client address, for per-address limits: one function, in `api::edge`, for every limiter.
+pub use super::edge::client_ip;
 
 pub fn user_agent(req: &HttpRequest) -> String {
     sessions::describe_client(

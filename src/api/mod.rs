@@ -1,10 +1,13 @@
 //! HTTP: one module per route group, wire types apart from database rows. Handlers stay thin: parse, call one
 //! domain function, map the result.
 
+pub mod attestation;
 pub mod auth;
 pub mod authn;
+pub mod edge;
 pub mod json;
 pub mod me;
+pub mod metrics;
 pub mod ops;
 pub mod orders;
 pub mod problem;
@@ -46,8 +49,19 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "attestation",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Approov-Token",
+                "App attestation token (HS256 JWT from the attestation SDK), on /v1/auth/*, /v1/me*, \
+                 /v1/products* and /v1/orders* when the shop turns attestation on; bound to the \
+                 Authorization header by its `pay` claim. Refused: 401 attestation_failed.",
+            ))),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(

@@ -1,6 +1,7 @@
 //! Per-request context: a request id (a valid incoming `X-Request-Id` is kept, otherwise one is made), a
 //! tracing span carrying it, one log line per request, and the id echoed in the response.
-//! Only the route pattern is logged, never the query string or a body.
+//! Only the route pattern is logged, never the query string or a body. Each answered request is counted in
+//! the metrics by method, route pattern and status, with its latency.
 
 use std::time::Instant;
 
@@ -9,9 +10,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderName;
 use actix_web::middleware::Next;
+use actix_web::web;
 use tracing::Instrument;
 
 use super::problem::header_value;
+use crate::startup::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -46,14 +49,22 @@ pub async fn request_context(
         method = %req.method(),
         route = %route,
     );
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let method = req.method().clone();
     let started = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     res.headers_mut().insert(REQUEST_ID, header_value(&id));
     let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.http_request(method.as_str(), &route, status, elapsed.as_secs_f64());
+    }
     span.in_scope(|| {
         tracing::info!(
             status,
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us = elapsed.as_micros() as u64,
             "request finished"
         )
     });

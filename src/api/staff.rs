@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{RefreshRequest, TokenPair, no_store};
-use super::authn::{bearer, client_ip, user_agent};
+use super::authn::{bearer, user_agent};
+use super::edge::client_ip;
 use super::json::ApiJson;
 use super::request_context::RequestId;
 use crate::crypto::jwt::{Audience, Expectations};

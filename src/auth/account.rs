@@ -125,7 +125,8 @@ impl Identity {
         client: String,
     ) -> AppResult<Issued> {
         let phone = self.parse_phone(phone)?;
-        self.logins_per_ip.hit(ip).map_err(|wait| {
+        self.logins_per_ip.check(ip).map_err(|wait| {
+            self.metrics.login_throttled("address");
             AppError::from(Problem::too_many(
                 wait,
                 "Too many logins from this address.",
@@ -157,6 +158,7 @@ impl Identity {
         };
         password_login(
             &self.db,
+            &self.metrics,
             &self.hasher,
             account_key,
             password,
@@ -181,6 +183,7 @@ impl Identity {
             Refreshed::Pair(issued) => Ok(issued),
             Refreshed::Reused { session_id } => {
                 self.revocations.ended_here([&session_id]);
+                self.metrics.refresh_token_reuse("customer");
                 tracing::warn!(session_id, "refresh token reused: session ended");
                 Err(Problem::unauthorized(
                     "refresh_token_reused",

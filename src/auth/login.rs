@@ -9,6 +9,7 @@ use super::throttle;
 use crate::db::{Db, DbConnection};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
+use crate::telemetry::Metrics;
 
 /// The account a login names.
 #[derive(Debug, Clone)]
@@ -29,9 +30,12 @@ pub fn invalid_credentials(detail: &str) -> AppError {
 }
 
 /// Checks `password` for the account under `account_key` and, when it matches, starts a session with `start`.
-/// A wrong password and an unknown account give the same `invalid_credentials` in the same time.
+/// A wrong password and an unknown account give the same `invalid_credentials` in the same time. A login
+/// refused by the per-account back-off is counted in `metrics` (`login_throttled{by="account"}`).
+#[allow(clippy::too_many_arguments)]
 pub async fn password_login<Find, Rehash, Start>(
     db: &Db,
+    metrics: &Metrics,
     hasher: &Hasher,
     account_key: Vec<u8>,
     password: Sensitive<String>,
@@ -53,6 +57,7 @@ where
         })
         .await?;
     if let Some(wait) = delay {
+        metrics.login_throttled("account");
         return Err(Problem {
             code: "login_throttled",
             ..Problem::too_many(wait, "Too many failed logins; wait before trying again.")

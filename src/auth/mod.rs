@@ -19,7 +19,9 @@ use crate::crypto::MacKey;
 use crate::db::Db;
 use crate::domain::{Phone, Sensitive};
 use crate::error::{AppResult, Problem};
+use crate::limits::AddressLimiter;
 use crate::notify::sms::{SmsMessage, SmsSender};
+use crate::telemetry::Metrics;
 use crate::vault::Vault;
 
 pub use account::{ExportedCustomer, LogoutScope, Profile, ProfileChange, SessionInfo};
@@ -28,7 +30,6 @@ pub use signup::VerificationStarted;
 use passwords::Hasher;
 use revocations::Revocations;
 use sessions::TokenIssuer;
-use throttle::IpLimiter;
 
 pub const CODE_TTL: Duration = Duration::from_secs(300);
 pub const RESEND_AFTER: Duration = Duration::from_secs(60);
@@ -51,8 +52,9 @@ pub struct Identity {
     pub revocations: Revocations,
     pub(crate) shop_domain: String,
     pub(crate) allowed_regions: Option<Vec<String>>,
-    pub(crate) texts_per_ip: IpLimiter,
-    pub(crate) logins_per_ip: IpLimiter,
+    pub(crate) texts_per_ip: AddressLimiter,
+    pub(crate) logins_per_ip: AddressLimiter,
+    pub(crate) metrics: Metrics,
 }
 
 impl std::fmt::Debug for Identity {
@@ -69,6 +71,7 @@ pub struct IdentityParts {
     pub config: Arc<crate::config::Config>,
     pub sms: Arc<dyn SmsSender>,
     pub revocations: Revocations,
+    pub metrics: Metrics,
 }
 
 impl Identity {
@@ -87,8 +90,9 @@ impl Identity {
             revocations: parts.revocations,
             shop_domain: config.shop_domain.clone(),
             allowed_regions: config.identity.sms_allowed_regions.clone(),
-            texts_per_ip: IpLimiter::new(30, Duration::from_secs(3600)),
-            logins_per_ip: IpLimiter::new(60, Duration::from_secs(60)),
+            texts_per_ip: throttle::texts_per_address(),
+            logins_per_ip: throttle::logins_per_address(),
+            metrics: parts.metrics,
         }
     }
 
@@ -113,7 +117,7 @@ impl Identity {
     }
 
     pub(crate) fn limit_texts(&self, ip: IpAddr) -> AppResult<()> {
-        self.texts_per_ip.hit(ip).map_err(|wait| {
+        self.texts_per_ip.check(ip).map_err(|wait| {
             Problem::too_many(wait, "Too many texts requested from this address.").into()
         })
     }

@@ -483,6 +483,11 @@ pub(crate) fn check_code(
         diesel::update(verifications::table.find(&vid))
             .set(verifications::attempts.eq(verifications::attempts + 1))
             .execute(conn)?;
+        identity.metrics.wrong_code(if purpose == SIGNUP {
+            SIGNUP
+        } else {
+            PASSWORD_RESET
+        });
         let left = MAX_ATTEMPTS - row.attempts - 1;
         let refusal = if left <= 0 {
             Problem::invalid(

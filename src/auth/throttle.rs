@@ -1,60 +1,23 @@
-//! Throttling: per client address in memory (fixed windows), and per account in the database so that it
-//! holds across instances.
+//! Throttling: per client address in memory (`crate::limits`, the one per-address mechanism), and per
+//! account in the database so that it holds across instances.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::schema::login_failures;
+use crate::limits::{AddressLimiter, Rate};
 
-/// At most `max` events per `window` per client address.
-#[derive(Clone)]
-pub struct IpLimiter {
-    max: u32,
-    window: Duration,
-    seen: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+/// Texts (signup, resend, password reset) per client address: 30 an hour.
+pub fn texts_per_address() -> AddressLimiter {
+    AddressLimiter::new(Rate::parse("30/1h").ok().flatten().expect("a valid rate"))
 }
 
-impl IpLimiter {
-    pub fn new(max: u32, window: Duration) -> Self {
-        Self {
-            max,
-            window,
-            seen: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    /// Counts one event; `Err(retry_after)` once the address is over its limit.
-    pub fn hit(&self, ip: IpAddr) -> Result<(), Duration> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 100_000 {
-            let window = self.window;
-            seen.retain(|_, (start, _)| start.elapsed() < window);
-        }
-        let entry = seen.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= self.window {
-            *entry = (Instant::now(), 0);
-        }
-        if entry.1 >= self.max {
-            return Err(self
-                .window
-                .saturating_sub(entry.0.elapsed())
-                .max(Duration::from_secs(1)));
-        }
-        entry.1 += 1;
-        Ok(())
-    }
-}
-
-impl std::fmt::Debug for IpLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IpLimiter({} per {:?})", self.max, self.window)
-    }
+/// Logins per client address: 60 a minute.
+pub fn logins_per_address() -> AddressLimiter {
+    AddressLimiter::new(Rate::parse("60/1m").ok().flatten().expect("a valid rate"))
 }
 
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);

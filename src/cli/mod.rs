@@ -1,8 +1,9 @@
 //! The `shopd` command line: `serve` (the default), `migrate`, `openapi`, `keys …`, `staff …`, `outbox …`,
-//! `products import`. Each command exits non-zero with a one-line reason on failure.
+//! `products import`, `pins …`. Each command exits non-zero with a one-line reason on failure.
 
 mod keys;
 mod outbox;
+mod pins;
 mod products;
 mod simulate;
 mod staff;
@@ -44,6 +45,8 @@ enum Command {
     Staff(staff::StaffCommand),
     /// Post a signed sandbox payment webhook for an order to the running server.
     SimulatePayment(simulate::SimulatePayment),
+    /// Print the SPKI SHA-256 pins of certificates for the app (Android and iOS snippets).
+    Pins(pins::PinsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Products(command) => products::run(command),
         Command::Staff(command) => staff::run(command),
         Command::SimulatePayment(args) => simulate::run(args),
+        Command::Pins(args) => pins::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One typed configuration, built from environment variables and validated at start. It is passed in, never
 //! global, so each test builds its own. `docs/configuration.md` describes every variable.
 
+pub mod edge;
 pub mod email;
 pub mod parse;
 pub mod secrets;
@@ -17,6 +18,10 @@ use crate::crypto::webhook::WebhookSecrets;
 use crate::crypto::{BlindIndexKey, MacKey, MasterKeyRing};
 use crate::domain::Sensitive;
 
+pub use edge::{
+    AttestationConfig, AttestationMode, EdgeConfig, MetricsConfig, RateLimits, ServerLimits,
+    TlsConfig, TrustedProxies,
+};
 pub use email::{EmailConfig, EmailTransport, SmtpSecurity, SmtpSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +190,8 @@ pub struct Config {
     pub workers: usize,
     pub keys: Keys,
     pub identity: IdentityConfig,
+    /// Attestation, TLS, proxies, rate limits, server limits, metrics.
+    pub edge: EdgeConfig,
     pub email: EmailConfig,
     pub orders: OrdersConfig,
     pub webhooks: WebhooksConfig,
@@ -372,6 +379,7 @@ impl Config {
             ),
         };
         let identity = identity_config(vars, production)?;
+        let edge = edge::edge_config(vars)?;
         let email = email::email_config(vars, production, &shop_domain, &data_dir)?;
         let orders = orders_config(vars, production)?;
         let webhooks = webhooks_config(vars, &orders.payments, production)?;
@@ -392,6 +400,7 @@ impl Config {
             workers,
             keys,
             identity,
+            edge,
             email,
             orders,
             webhooks,

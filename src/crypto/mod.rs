@@ -1,7 +1,8 @@
 //! Cryptography for personal data, free of I/O: AES-256-GCM field sealing, the master key ring, HMAC blind
-//! indexes, HMAC keys, Ed25519 access-token keys (`jwt`) and constant-time comparison. Only this module and
-//! the vault ever hold a raw key.
+//! indexes, HMAC keys, Ed25519 access-token keys (`jwt`), app attestation tokens (`attestation`) and
+//! constant-time comparison. Only this module and the vault ever hold a raw key.
 
+pub mod attestation;
 mod blind_index;
 pub mod jwt;
 mod keys;

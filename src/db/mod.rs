@@ -119,6 +119,16 @@ impl Db {
         self.backend
     }
 
+    /// The pool now: connections open, of which idle, and the largest size (for the metrics).
+    pub fn pool_state(&self) -> (u32, u32, u32) {
+        let state = self.pool.state();
+        (
+            state.connections,
+            state.idle_connections,
+            self.pool.max_size(),
+        )
+    }
+
     pub fn get(&self) -> Result<PooledConn, DbError> {
         self.pool
             .get()

@@ -6,7 +6,6 @@ pub mod orders;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -14,7 +13,7 @@ use diesel::prelude::*;
 use crate::auth::login::{Account, AccountStore, password_login};
 use crate::auth::passwords::Hasher;
 use crate::auth::sessions::{self, Issued, Refreshed, TokenIssuer, now};
-use crate::auth::throttle::IpLimiter;
+use crate::auth::throttle;
 use crate::auth::{Identity, revocations::Revocations};
 use crate::crypto::IndexKind;
 use crate::crypto::jwt::Audience;
@@ -22,6 +21,8 @@ use crate::db::schema::{audit_log, customers, staff};
 use crate::db::{Db, DbConnection, DbError};
 use crate::domain::{Email, NewPassword, Sensitive, mask_email};
 use crate::error::{AppError, AppResult, Problem};
+use crate::limits::AddressLimiter;
+use crate::telemetry::Metrics;
 use crate::vault::{Field, Opened, Vault};
 
 /// Staff roles; they nest: admin ⊇ manager ⊇ clerk.
@@ -147,7 +148,8 @@ pub struct Staff {
     hasher: Hasher,
     tokens: TokenIssuer,
     revocations: Revocations,
-    logins_per_ip: IpLimiter,
+    logins_per_ip: AddressLimiter,
+    metrics: Metrics,
 }
 
 impl fmt::Debug for Staff {
@@ -164,7 +166,8 @@ impl Staff {
             hasher: identity.hasher().clone(),
             tokens: identity.tokens.clone(),
             revocations: identity.revocations.clone(),
-            logins_per_ip: IpLimiter::new(60, Duration::from_secs(60)),
+            logins_per_ip: throttle::logins_per_address(),
+            metrics: identity.metrics.clone(),
         }
     }
 
@@ -289,7 +292,8 @@ impl Staff {
         ip: IpAddr,
         client: String,
     ) -> AppResult<Issued> {
-        self.logins_per_ip.hit(ip).map_err(|wait| {
+        self.logins_per_ip.check(ip).map_err(|wait| {
+            self.metrics.login_throttled("address");
             AppError::from(Problem::too_many(
                 wait,
                 "Too many logins from this address.",
@@ -321,6 +325,7 @@ impl Staff {
         };
         password_login(
             &self.db,
+            &self.metrics,
             &self.hasher,
             account_key,
             password,
@@ -365,6 +370,7 @@ impl Staff {
             Refreshed::Pair(issued) => Ok(issued),
             Refreshed::Reused { session_id } => {
                 self.revocations.ended_here([&session_id]);
+                self.metrics.refresh_token_reuse("staff");
                 Err(Problem::unauthorized(
                     "refresh_token_reused",
                     "This refresh token was used already; log in again.",

@@ -133,6 +133,11 @@ pub fn test_vars(db: &TestDb) -> Vars {
     // Cheap hashing for speed; the tests of the production parameters set them back.
     vars.set("ARGON2_MEMORY_KIB", "256");
     vars.set("ARGON2_ITERATIONS", "1");
+    // Functional tests send a bot's worth of requests from one address; the edge tests set the per-address
+    // rate limits they test.
+    for class in ["AUTH", "ORDERS", "WEBHOOKS", "API"] {
+        vars.set(&format!("RATE_LIMIT_{class}"), "off");
+    }
     vars
 }
 
@@ -149,6 +154,8 @@ pub struct TestApp {
     pub vars: Vars,
     /// The local server speaking Twilio's Messages API that this app texts through.
     pub twilio: FakeTwilio,
+    /// The port of `/metrics` when `METRICS_BIND` gives it an address of its own.
+    pub metrics_port: Option<u16>,
 }
 
 pub const TWILIO_SID: &str = "AC00000000000000000000000000000001";
@@ -188,6 +195,7 @@ impl TestApp {
             .expect("application starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
+        let metrics_port = app.metrics_port();
         let handle = app.handle();
         let served = Some(tokio::spawn(app.run_until_stopped()));
         Self {
@@ -202,6 +210,7 @@ impl TestApp {
             db,
             twilio,
             vars: vars_kept,
+            metrics_port,
         }
     }
 

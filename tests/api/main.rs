@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod crypto;
+mod edge;
 mod email;
 mod fake_smtp;
 mod fake_stripe;

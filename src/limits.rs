@@ -1,0 +1,164 @@
+//! Per-client-address rate limits: the one mechanism behind every limit on addresses (the route classes of
+//! the edge, texts and logins per address). GCRA from the `governor` crate, in memory: a limit of `20/1m`
+//! lets a burst of 20 through and then one request every 3 s. IPv6 clients are limited per /64, the block
+//! one subscriber usually gets, so that rotating through it gains nothing.
+//!
+//! The state is per instance. Behind a load balancer with N instances a client gets at most N times the
+//! rate; the limits that must hold across instances (texts per phone, login back-off per account) live in
+//! the database.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// `count` requests per `per`, written `20/1m`, `5/30s`, `100/1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `N/DURATION`; `off` is `None` (no limit).
+    pub fn parse(text: &str) -> Result<Option<Self>, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let (count, per) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not a rate like 20/1m (or `off`)"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` does not start with a whole number of requests"))?;
+        let count = NonZeroU32::new(count)
+            .filter(|c| c.get() <= 1_000_000)
+            .ok_or_else(|| format!("`{text}`: the count must be from 1 to 1000000"))?;
+        let per = crate::config::parse::duration(per)?;
+        if per < Duration::from_secs(1) || per > Duration::from_secs(86_400) {
+            return Err(format!("`{text}`: the period must be from 1s to 1d"));
+        }
+        Ok(Some(Self { count, per }))
+    }
+
+    fn quota(self) -> Quota {
+        let interval = self.per / self.count.get();
+        Quota::with_period(interval.max(Duration::from_nanos(1)))
+            .expect("a non-zero period")
+            .allow_burst(self.count)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.count, self.per.as_secs())
+    }
+}
+
+/// How many checks pass between sweeps of the addresses whose state has fully recovered.
+const SWEEP_EVERY: u64 = 4096;
+
+struct Inner {
+    rate: Rate,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    checks: AtomicU64,
+}
+
+/// A rate per client address. Cheap to clone: clones share their state.
+#[derive(Clone)]
+pub struct AddressLimiter(Arc<Inner>);
+
+impl AddressLimiter {
+    pub fn new(rate: Rate) -> Self {
+        let clock = DefaultClock::default();
+        Self(Arc::new(Inner {
+            rate,
+            limiter: RateLimiter::keyed(rate.quota()),
+            clock,
+            checks: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.0.rate
+    }
+
+    /// Counts one request from `ip`; `Err(retry_after)`, in whole seconds rounded up, once it is over the rate.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        let inner = &self.0;
+        if inner.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            inner.limiter.retain_recent();
+            inner.limiter.shrink_to_fit();
+        }
+        inner.limiter.check_key(&key(ip)).map_err(|not_until| {
+            let wait = not_until.wait_time_from(inner.clock.now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Duration::from_secs(secs.max(1))
+        })
+    }
+}
+
+impl fmt::Debug for AddressLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AddressLimiter({})", self.0.rate)
+    }
+}
+
+/// The key of an address: IPv4 (and IPv4-mapped IPv6) as it is, IPv6 cut to its /64.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        let r = Rate::parse("20/1m").unwrap().unwrap();
+        assert_eq!((r.count.get(), r.per), (20, Duration::from_secs(60)));
+        assert_eq!(Rate::parse("off"), Ok(None));
+        for bad in ["", "20", "0/1m", "x/1m", "20/1", "20/0s", "5/2d", "20/1m/2"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_burst_then_a_wait_per_address_and_per_ipv6_block() {
+        let limiter = AddressLimiter::new(Rate::parse("3/1m").unwrap().unwrap());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(a).is_ok());
+        }
+        let wait = limiter.check(a).unwrap_err();
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.check(b).is_ok());
+
+        let v6a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(limiter.check(v6a).is_ok());
+        }
+        assert!(limiter.check(v6b).is_err(), "same /64");
+        assert!(limiter.check(other).is_ok());
+    }
+}

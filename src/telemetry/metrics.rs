@@ -1,0 +1,319 @@
+//! The Prometheus metrics of one application instance: HTTP requests by route pattern and status, their
+//! latency, database pool use, and the security counters. One `Metrics` per `Application` (in `AppState`),
+//! never a global, so that each test sees its own numbers. Features increment it through the methods below;
+//! label values are fixed words from the code, never from a request, so no client can grow the series.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// The media type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Reasons an app attestation fails, as labels (kept in step with `crypto::attestation::Failure`).
+fn attestation_reasons() -> impl Iterator<Item = &'static str> {
+    crate::crypto::attestation::Failure::ALL
+        .into_iter()
+        .map(|f| f.reason())
+}
+
+struct Inner {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    attestation_checks: IntCounterVec,
+    attestation_failures: IntCounterVec,
+    webhook_signature_failures: IntCounterVec,
+    wrong_codes: IntCounterVec,
+    refresh_token_reuse: IntCounterVec,
+    login_throttled: IntCounterVec,
+    rate_limited: IntCounterVec,
+    tls_reloads: IntCounterVec,
+    outbox: IntCounterVec,
+    db_connections: IntGaugeVec,
+    db_pool_max: IntGauge,
+}
+
+/// Cheap to clone: every clone counts into the same registry.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("each metric is registered once");
+    vec
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("shopd".into()), None).expect("a valid prefix");
+        let http_requests = counter(
+            &registry,
+            "http_requests_total",
+            "HTTP requests answered, by method, route pattern and status.",
+            &["method", "route", "status"],
+        );
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from the request head to the response, by method, route pattern and status.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route", "status"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("registered once");
+        let attestation_checks = counter(
+            &registry,
+            "attestation_checks_total",
+            "App attestation checks of customer requests, by result (passed, failed).",
+            &["result"],
+        );
+        let attestation_failures = counter(
+            &registry,
+            "attestation_failures_total",
+            "Failed app attestation checks, by reason (counted in report and enforce mode).",
+            &["reason"],
+        );
+        let webhook_signature_failures = counter(
+            &registry,
+            "webhook_signature_failures_total",
+            "Payment webhooks refused for a missing or wrong signature or a stale timestamp, by provider.",
+            &["provider"],
+        );
+        let wrong_codes = counter(
+            &registry,
+            "otp_wrong_codes_total",
+            "Wrong one-time codes entered, by purpose (signup, password_reset).",
+            &["purpose"],
+        );
+        let refresh_token_reuse = counter(
+            &registry,
+            "refresh_token_reuse_total",
+            "Spent refresh tokens presented again (the session was ended), by audience.",
+            &["audience"],
+        );
+        let login_throttled = counter(
+            &registry,
+            "login_throttled_total",
+            "Logins refused by throttling, by what was throttled (address, account).",
+            &["by"],
+        );
+        let rate_limited = counter(
+            &registry,
+            "rate_limited_total",
+            "Requests refused with 429 by a per-address rate limit, by route class or limit.",
+            &["class"],
+        );
+        let tls_reloads = counter(
+            &registry,
+            "tls_certificate_reloads_total",
+            "Attempts to take up a changed TLS certificate, by result (loaded, failed).",
+            &["result"],
+        );
+        let outbox = counter(
+            &registry,
+            "outbox_messages_total",
+            "E-mail outbox of this instance, by outcome (sent, dropped, failed_attempts, failed).",
+            &["outcome"],
+        );
+        let db_connections = IntGaugeVec::new(
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections by state (idle, in_use), at the time of the scrape.",
+            ),
+            &["state"],
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(db_connections.clone()))
+            .expect("registered once");
+        let db_pool_max = IntGauge::new("db_pool_max_connections", "Largest size of the pool.")
+            .expect("a valid metric");
+        registry
+            .register(Box::new(db_pool_max.clone()))
+            .expect("registered once");
+
+        // Known label values start at 0, so dashboards and alerts see the series before the first event.
+        attestation_checks.with_label_values(&["passed"]);
+        attestation_checks.with_label_values(&["failed"]);
+        for reason in attestation_reasons() {
+            attestation_failures.with_label_values(&[reason]);
+        }
+        for provider in ["stripe", "standard"] {
+            webhook_signature_failures.with_label_values(&[provider]);
+        }
+        for purpose in [crate::auth::SIGNUP, crate::auth::PASSWORD_RESET] {
+            wrong_codes.with_label_values(&[purpose]);
+        }
+        for audience in ["customer", "staff"] {
+            refresh_token_reuse.with_label_values(&[audience]);
+        }
+        for by in ["address", "account"] {
+            login_throttled.with_label_values(&[by]);
+        }
+
+        Self(Arc::new(Inner {
+            registry,
+            http_requests,
+            http_duration,
+            attestation_checks,
+            attestation_failures,
+            webhook_signature_failures,
+            wrong_codes,
+            refresh_token_reuse,
+            login_throttled,
+            rate_limited,
+            tls_reloads,
+            outbox,
+            db_connections,
+            db_pool_max,
+        }))
+    }
+
+    /// One answered request: `route` is the matched pattern (`/v1/me`, `unmatched`), never the raw path. A
+    /// method outside the standard ones counts as `other`, so that made-up methods cannot grow the series.
+    pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.0.http_requests.with_label_values(&labels).inc();
+        self.0
+            .http_duration
+            .with_label_values(&labels)
+            .observe(seconds);
+    }
+
+    pub fn attestation_passed(&self) {
+        self.0
+            .attestation_checks
+            .with_label_values(&["passed"])
+            .inc();
+    }
+
+    pub fn attestation_failed(&self, reason: &'static str) {
+        self.0
+            .attestation_checks
+            .with_label_values(&["failed"])
+            .inc();
+        self.0
+            .attestation_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// For the payment webhooks: a request refused for its signature or timestamp.
+    pub fn webhook_signature_failure(&self, provider: &'static str) {
+        self.0
+            .webhook_signature_failures
+            .with_label_values(&[provider])
+            .inc();
+    }
+
+    pub fn wrong_code(&self, purpose: &'static str) {
+        self.0.wrong_codes.with_label_values(&[purpose]).inc();
+    }
+
+    /// `audience`: `customer` or `staff`.
+    pub fn refresh_token_reuse(&self, audience: &'static str) {
+        self.0
+            .refresh_token_reuse
+            .with_label_values(&[audience])
+            .inc();
+    }
+
+    /// `by`: `address` (too many logins from one client address) or `account` (back-off after failures).
+    pub fn login_throttled(&self, by: &'static str) {
+        self.0.login_throttled.with_label_values(&[by]).inc();
+    }
+
+    pub fn rate_limited(&self, class: &'static str) {
+        self.0.rate_limited.with_label_values(&[class]).inc();
+    }
+
+    pub fn tls_reload(&self, loaded: bool) {
+        let result = if loaded { "loaded" } else { "failed" };
+        self.0.tls_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// The outbox sender's own counters (`notify::sender::OutboxMetrics::snapshot`), brought up to date at
+    /// scrape time.
+    pub fn outbox(&self, snapshot: &[(&'static str, u64)]) {
+        for (outcome, total) in snapshot {
+            let counter = self.0.outbox.with_label_values(&[*outcome]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
+    /// The pool's state at scrape time (r2d2 `state()`).
+    pub fn db_pool(&self, connections: u32, idle: u32, max: u32) {
+        let idle = i64::from(idle.min(connections));
+        self.0.db_connections.with_label_values(&["idle"]).set(idle);
+        self.0
+            .db_connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(connections) - idle);
+        self.0.db_pool_max.set(i64::from(max));
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.0.registry.gather(), &mut buffer)
+            .expect("metrics encode");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_the_text_format() {
+        let m = Metrics::new();
+        m.http_request("GET", "/v1/me", 200, 0.003);
+        m.http_request("BREW", "unmatched", 405, 0.001);
+        m.http_request("BREW2", "unmatched", 405, 0.001);
+        m.attestation_failed("bad_alg");
+        m.db_pool(4, 3, 10);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"shopd_http_requests_total{method="GET",route="/v1/me",status="200"} 1"#
+            )
+        );
+        assert!(text.contains(
+            r#"shopd_http_requests_total{method="other",route="unmatched",status="405"} 2"#
+        ));
+        assert!(text.contains(r#"shopd_attestation_failures_total{reason="bad_alg"} 1"#));
+        assert!(text.contains(r#"shopd_attestation_failures_total{reason="missing"} 0"#));
+        assert!(text.contains(r#"shopd_db_pool_connections{state="in_use"} 1"#));
+        assert!(text.contains("# TYPE shopd_http_request_duration_seconds histogram"));
+    }
+}
