@@ -43,10 +43,10 @@ enum Command {
     /// Add, disable or list store staff.
     #[command(subcommand)]
     Staff(staff::StaffCommand),
-    /// Print the SPKI SHA-256 pins of certificates for the app (Android and iOS snippets).
-    Pins(pins::PinsArgs),
     /// Post a signed sandbox payment webhook for an order to the running server.
     SimulatePayment(simulate::SimulatePayment),
+    /// Print the SPKI SHA-256 pins of certificates for the app (Android and iOS snippets).
+    Pins(pins::PinsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -67,8 +67,8 @@ pub fn main() -> ExitCode {
         Command::Outbox(command) => outbox::run(command),
         Command::Products(command) => products::run(command),
         Command::Staff(command) => staff::run(command),
-        Command::Pins(args) => pins::run(args),
         Command::SimulatePayment(args) => simulate::run(args),
+        Command::Pins(args) => pins::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
