@@ -235,12 +235,38 @@ pub fn unique_phone() -> String {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The log text without what shopd writes as numbers of its own (the line's timestamp, `latency_us=`, ids),
+/// so a six-digit code is searched where it could only have come from a leak.
+fn logs_without_own_numbers(logs: &str) -> String {
+    logs.lines()
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .filter(|word| {
+                    !word.starts_with("latency_us=")
+                        && !word.starts_with("request_id=")
+                        && word.matches('-').count() < 4
+                        && !word.starts_with("port=")
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Asserts that no captured log line holds any of `values`.
 pub fn assert_not_logged(values: &[&str]) {
     let logs = captured_logs();
+    let without_own_numbers = logs_without_own_numbers(&logs);
     for value in values.iter().filter(|v| v.len() >= 6) {
+        let haystack = if value.bytes().all(|b| b.is_ascii_digit()) {
+            &without_own_numbers
+        } else {
+            &logs
+        };
         assert!(
-            !logs.contains(value),
+            !haystack.contains(value),
             "a log line holds a secret or personal value"
         );
     }

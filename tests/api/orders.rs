@@ -1182,7 +1182,13 @@ async fn idempotency_keys_are_purged_after_a_day() {
         .set(idempotency_keys::created_at.eq(old))
         .execute(&mut app.conn())
         .unwrap();
-    assert_eq!(app.state.orders.purge_idempotency_keys().await.unwrap(), 1);
+    // The instance's own purge task may get there first; either way the key is gone.
+    assert!(app.state.orders.purge_idempotency_keys().await.unwrap() <= 1);
+    let left: i64 = idempotency_keys::table
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert_eq!(left, 0);
     let second = json_of(app.place_order(&token, Some(&key), &body).await).await;
     assert_ne!(first["id"], second["id"], "a purged key is a new key");
     assert_eq!(app.stock_of(&product), 8);
