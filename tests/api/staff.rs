@@ -45,6 +45,16 @@ fn email_for(role: &str) -> String {
     format!("{role}.{}@shop.example.com", uuid::Uuid::new_v4().simple())
 }
 
+/// A new staff member of `role`, logged in: their access token.
+async fn staff_token(app: &TestApp, role: &str) -> String {
+    let email = email_for(role);
+    add_staff(app, &email, role);
+    staff_login(app, &email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn staff_accounts_from_the_cli_and_their_login() {
     let app = TestApp::spawn().await;
@@ -415,17 +425,8 @@ async fn move_to(app: &TestApp, token: &str, order: &str, to: &str) -> reqwest::
 #[tokio::test]
 async fn a_clerk_fulfils_an_order_but_may_not_refund_it_and_a_manager_refunds_it() {
     let app = TestApp::spawn().await;
-    let (clerk, manager) = (email_for("clerk"), email_for("manager"));
-    add_staff(&app, &clerk, "clerk");
-    add_staff(&app, &manager, "manager");
-    let clerk = staff_login(&app, &clerk).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let manager = staff_login(&app, &manager).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let clerk = staff_token(&app, "clerk").await;
+    let manager = staff_token(&app, "manager").await;
 
     let order = paid_order(&app).await;
     for to in ["fulfilling", "shipped", "delivered"] {
@@ -526,12 +527,7 @@ async fn a_managers_refund_reaches_stripes_refunds_api_before_the_order_moves() 
         vars.set("STRIPE_API_BASE", base);
     })
     .await;
-    let manager = email_for("manager");
-    add_staff(&app, &manager, "manager");
-    let manager = staff_login(&app, &manager).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let manager = staff_token(&app, "manager").await;
     let order = paid_order(&app).await;
 
     fake.fail_next(2, 503);
@@ -564,18 +560,8 @@ async fn a_managers_refund_reaches_stripes_refunds_api_before_the_order_moves() 
 #[tokio::test]
 async fn shipping_addresses_are_revealed_only_by_their_own_audited_call() {
     let app = TestApp::spawn().await;
-    let clerk = email_for("clerk");
-    add_staff(&app, &clerk, "clerk");
-    let admin = email_for("admin");
-    add_staff(&app, &admin, "admin");
-    let clerk = staff_login(&app, &clerk).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let admin = staff_login(&app, &admin).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let clerk = staff_token(&app, "clerk").await;
+    let admin = staff_token(&app, "admin").await;
     let order = paid_order(&app).await;
 
     let detail = app
@@ -626,17 +612,8 @@ async fn shipping_addresses_are_revealed_only_by_their_own_audited_call() {
 #[tokio::test]
 async fn managers_manage_the_catalogue_and_every_stock_change_is_recorded() {
     let app = TestApp::spawn().await;
-    let (manager, admin) = (email_for("manager"), email_for("admin"));
-    add_staff(&app, &manager, "manager");
-    add_staff(&app, &admin, "admin");
-    let manager = staff_login(&app, &manager).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let admin = staff_login(&app, &admin).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let manager = staff_token(&app, "manager").await;
+    let admin = staff_token(&app, "admin").await;
     let created = app
         .request(
             Method::POST,
@@ -706,17 +683,8 @@ async fn managers_manage_the_catalogue_and_every_stock_change_is_recorded() {
 #[tokio::test]
 async fn orders_are_found_by_customer_phone_by_managers_only() {
     let app = TestApp::spawn().await;
-    let (clerk, manager) = (email_for("clerk"), email_for("manager"));
-    add_staff(&app, &clerk, "clerk");
-    add_staff(&app, &manager, "manager");
-    let clerk = staff_login(&app, &clerk).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let manager = staff_login(&app, &manager).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let clerk = staff_token(&app, "clerk").await;
+    let manager = staff_token(&app, "manager").await;
     let phone = unique_phone();
     let pair = app.register(&phone).await;
     let product = app.add_product("Cup", 300, 5);
