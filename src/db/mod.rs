@@ -100,7 +100,10 @@ impl Db {
         };
         let pool = diesel::r2d2::Pool::builder()
             .max_size(config.pool_size)
-            .min_idle(Some(1))
+            // No connections made ahead in r2d2's background threads: a short-lived command (`shopd outbox
+            // list`, `keys rotate`) could otherwise exit while such a thread is inside libpq, which crashes
+            // the process on exit (seen as SIGSEGV after the command's output). Connections are made on use.
+            .min_idle(Some(0))
             // No `SELECT 1` before every checkout (a round trip per request on PostgreSQL): a broken
             // connection fails its query, is dropped by r2d2, and readiness checks the database itself.
             .test_on_check_out(false)

@@ -633,8 +633,10 @@ fn shopd_outbox(app: &TestApp, args: &[&str]) -> String {
     let out = app.cli(&[&["outbox"], args].concat(), "");
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "shopd outbox ended with {:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stdout).unwrap()
 }
