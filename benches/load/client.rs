@@ -63,11 +63,12 @@ pub struct Client {
 impl Client {
     /// `POST path` with a JSON body; the status and the body of the answer.
     pub async fn post_json(&mut self, path: &str, body: &str) -> anyhow::Result<(u16, &[u8])> {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        self.send(&crate::wrk::request("POST", path, &[], Some(body)))
+            .await
+    }
+
+    /// A raw request (as `wrk::request` makes them); the status and the body of the answer.
+    pub async fn send(&mut self, request: &str) -> anyhow::Result<(u16, &[u8])> {
         let result = self.round_trip(request.as_bytes()).await;
         if result.is_err() {
             self.stream = None;

@@ -33,7 +33,7 @@ use clap::Parser;
 
 use measure::Measured;
 use report::{Argon2Bound, Block, Outcome, Report, Row};
-use scenarios::{Ctx, Load, SCENARIOS, Status};
+use scenarios::{Ctx, Load, SCENARIOS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DbChoice {
@@ -73,7 +73,7 @@ struct Args {
     /// Concurrent connections of every scenario but the memory one.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Connections of the memory scenario (b-me@1000).
+    /// Connections of the memory scenario (b@1000).
     #[arg(long, default_value_t = 1000)]
     many_connections: usize,
     /// Customers signed up before the scenarios run.
@@ -192,10 +192,10 @@ impl Run<'_> {
 
     async fn scenario(&self, id: &str, ctx: &mut Ctx, server_pid: u32) -> anyhow::Result<Outcome> {
         if !self.args.warmup.is_zero() {
-            let warm = scenarios::load_for(id, ctx).await?;
+            let warm = scenarios::load_for(id, ctx, self.args.warmup).await?;
             self.execute(&warm, ctx, self.args.warmup).await?;
         }
-        let load = scenarios::load_for(id, ctx).await?;
+        let load = scenarios::load_for(id, ctx, self.args.duration).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let probe = procfs::RssProbe::start(server_pid);
         let before = procfs::CpuSnapshot::take(server_pid);
@@ -301,14 +301,18 @@ async fn main() -> anyhow::Result<()> {
         ctx.seed_customers(args.customers)
             .await
             .with_context(|| format!("seeding customers:\n{}", shopd.log_tail()))?;
+        ctx.seed_products(&shopd)
+            .await
+            .with_context(|| format!("seeding products:\n{}", shopd.log_tail()))?;
         eprintln!(
-            "  {} customers signed up in {:.1?}",
+            "  {} customers signed up and {} products imported in {:.1?}",
             args.customers,
+            scenarios::PRODUCTS,
             seeding.elapsed()
         );
         let mut rows = Vec::new();
         for scenario in SCENARIOS {
-            if scenario.status != Status::Ready || !wanted(&args, scenario.id) {
+            if !wanted(&args, scenario.id) {
                 continue;
             }
             eprintln!("  ({}) {}", scenario.id, scenario.title);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::Db;
 use crate::measure::Measured;
 use crate::procfs::{CpuShare, Machine};
-use crate::scenarios::{SCENARIOS, Scenario, Status, Target};
+use crate::scenarios::{Scenario, Target};
 
 pub enum Outcome {
     Measured {
@@ -362,21 +362,6 @@ impl Report {
             writeln!(out).unwrap();
             for note in notes {
                 writeln!(out, "- {note}").unwrap();
-            }
-        }
-        let pending: Vec<String> = SCENARIOS
-            .iter()
-            .filter_map(|s| match s.status {
-                Status::Pending(why) => Some(format!("- **{}** {}: {why}.", s.id, s.title)),
-                Status::Ready => None,
-            })
-            .collect();
-        if !pending.is_empty() {
-            writeln!(out).unwrap();
-            writeln!(out, "Not measured yet (their endpoints do not exist):").unwrap();
-            writeln!(out).unwrap();
-            for p in pending {
-                writeln!(out, "{p}").unwrap();
             }
         }
         out

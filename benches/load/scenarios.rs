@@ -5,13 +5,20 @@
 //! `Script::Replay` of pre-formatted requests, which covers any method, header and body.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use futures_util::future::join_all;
+use serde_json::{Value, json};
+use shopd::crypto::webhook::WebhookSecrets;
 
 use crate::client::{PER_ADDRESS, Shop};
+use crate::servers::{Server, WEBHOOK_SECRET};
 use crate::twilio::FakeTwilio;
 use crate::wrk::{Script, WrkJob, request};
+
+/// The most stock a product can hold (shopd's own limit): enough for any run.
+const MAX_STOCK: i64 = 1_000_000_000;
 
 /// What a scenario is held to. Ratios are of scenario (a) measured in the same run.
 #[derive(Debug, Clone, Copy)]
@@ -39,22 +46,13 @@ pub enum Target {
     PeakRssMib(f64),
 }
 
-/// Whether a scenario can run yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ready,
-    /// Waiting for an endpoint; the text says which issue brings it and what the slot needs.
-    Pending(&'static str),
-}
-
 pub struct Scenario {
-    /// Like `a`, `b-me` (a stand-in for `b` until the real one exists) or `b-me@1000`.
+    /// Like `a`, or `b@1000` (the load of `b` at another number of connections).
     pub id: &'static str,
     pub title: &'static str,
     /// For the chart.
     pub short: &'static str,
     pub target: Target,
-    pub status: Status,
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -63,7 +61,6 @@ pub const SCENARIOS: &[Scenario] = &[
         title: "baseline: GET / of examples/baseline.rs (framework ceiling)",
         short: "baseline GET /",
         target: Target::None,
-        status: Status::Ready,
     },
     Scenario {
         id: "b",
@@ -74,21 +71,6 @@ pub const SCENARIOS: &[Scenario] = &[
             postgres: 0.15,
             sqlite_p99_ms: Some(5.0),
         },
-        status: Status::Pending(
-            "orders issue: seed products (`shopd products import`) and one order per customer through \
-             POST /v1/orders, then replay GET /v1/orders/{id} with each order's owner's access token",
-        ),
-    },
-    Scenario {
-        id: "b-me",
-        title: "GET /v1/me with a valid access token (stand-in for b)",
-        short: "GET /v1/me (stand-in for b)",
-        target: Target::ShareOfBaseline {
-            sqlite: 0.30,
-            postgres: 0.15,
-            sqlite_p99_ms: Some(5.0),
-        },
-        status: Status::Ready,
     },
     Scenario {
         id: "c",
@@ -98,10 +80,6 @@ pub const SCENARIOS: &[Scenario] = &[
             sqlite: 2000.0,
             postgres: 1500.0,
         },
-        status: Status::Pending(
-            "orders issue: import a product with stock for every request (rate × duration), then replay \
-             single-use POST /v1/orders requests, each with its own Idempotency-Key and a customer's token",
-        ),
     },
     Scenario {
         id: "d",
@@ -111,10 +89,6 @@ pub const SCENARIOS: &[Scenario] = &[
             sqlite: 5000.0,
             postgres: 0.0,
         },
-        status: Status::Pending(
-            "webhooks issue: set STANDARD_WEBHOOK_SECRETS for shopd, then replay single-use events, each \
-             with its own id and a Standard Webhooks signature made in Rust (wrk's Lua has no HMAC)",
-        ),
     },
     Scenario {
         id: "e",
@@ -124,41 +98,27 @@ pub const SCENARIOS: &[Scenario] = &[
             sqlite: 3000.0,
             postgres: 3000.0,
         },
-        status: Status::Ready,
     },
     Scenario {
         id: "f",
         title: "POST /v1/auth/login (argon2id m=19456 KiB, t=2, p=1)",
         short: "POST /v1/auth/login",
         target: Target::ShareOfArgon2Bound(0.90),
-        status: Status::Ready,
     },
     Scenario {
         id: "g",
         title: "p99 of (b) while (f) runs flat out",
-        short: "(b) during (f)",
+        short: "(b) during logins",
         target: Target::P99Within {
             of: "b",
             factor: 2.0,
         },
-        status: Status::Pending("orders issue: as g-me, with the load of (b)"),
     },
     Scenario {
-        id: "g-me",
-        title: "p99 of (b-me) while (f) runs flat out (stand-in for g)",
-        short: "GET /v1/me during logins (for g)",
-        target: Target::P99Within {
-            of: "b-me",
-            factor: 2.0,
-        },
-        status: Status::Ready,
-    },
-    Scenario {
-        id: "b-me@1000",
-        title: "GET /v1/me at 1,000 connections (memory)",
-        short: "GET /v1/me, 1k connections",
+        id: "b@1000",
+        title: "GET /v1/orders/{id} at 1,000 connections (memory)",
+        short: "GET /v1/orders/{id}, 1k conns",
         target: Target::PeakRssMib(100.0),
-        status: Status::Ready,
     },
 ];
 
@@ -172,7 +132,8 @@ pub enum Load {
     WrkDuringLogins { job: WrkJob, connections: usize },
 }
 
-/// What the scenarios draw on: shopd with its seeded customers, and the sessions the harness holds.
+/// What the scenarios draw on: shopd with its seeded customers and catalogue, and the sessions the harness
+/// holds.
 pub struct Ctx {
     pub shop: Shop,
     pub shopd_port: u16,
@@ -182,11 +143,36 @@ pub struct Ctx {
     pub phones: Arc<Vec<String>>,
     pub connections: usize,
     pub many_connections: usize,
+    /// The seeded catalogue: product ids, each with stock for any run.
+    products: Vec<String>,
     /// Refresh tokens of sessions nobody else holds.
     spare: Vec<String>,
     /// Refresh tokens of sessions whose access tokens are in use (re-spent for fresh access tokens).
     readers: Vec<String>,
     next_phone: usize,
+    next_product: usize,
+}
+
+/// Products in the seeded catalogue: orders are spread over them, as over a shop's catalogue, rather than all
+/// queueing on one row.
+pub const PRODUCTS: usize = 64;
+
+/// The most requests per second a single-use scenario is given inputs for (beyond it, requests are sent
+/// twice and the run says so).
+const ORDERS_PER_SECOND_BUDGET: u64 = 6_000;
+const EVENTS_PER_SECOND_BUDGET: u64 = 9_000;
+
+/// The events a payment provider sends per order in scenario (d), in this order: one of a type shopd does
+/// not act on (kept for audit, counted, answered 2xx: providers send many such), a failed attempt (the
+/// order stays payable) and the success that pays it (order event, confirmation text and e-mail queued).
+const EVENTS_PER_ORDER: [&str; 3] = ["payment.created", "payment.failed", "payment.succeeded"];
+
+/// An order placed by the harness, as the answer describes it.
+struct Placed {
+    id: String,
+    payment_id: String,
+    amount: i64,
+    currency: String,
 }
 
 impl Ctx {
@@ -206,9 +192,11 @@ impl Ctx {
             phones: Arc::default(),
             connections,
             many_connections,
+            products: Vec::new(),
             spare: Vec::new(),
             readers: Vec::new(),
             next_phone: 0,
+            next_product: 0,
         }
     }
 
@@ -227,6 +215,47 @@ impl Ctx {
             }
         }
         self.phones = Arc::new(phones);
+        Ok(())
+    }
+
+    /// Imports the catalogue with `shopd products import` (as an operator would) and reads its ids back
+    /// from `GET /v1/products`.
+    pub async fn seed_products(&mut self, shopd: &Server) -> anyhow::Result<()> {
+        let mut csv = String::from("name,price,stock,active\n");
+        for i in 0..PRODUCTS {
+            csv.push_str(&format!(
+                "Load product {i:02},{},{MAX_STOCK},true\n",
+                1000 + i
+            ));
+        }
+        let file = tempfile::Builder::new().suffix(".csv").tempfile()?;
+        std::fs::write(file.path(), csv)?;
+        shopd
+            .run_cli(&["products", "import", &file.path().display().to_string()])
+            .await?;
+        let mut client = self.shop.client();
+        let (status, body) = client
+            .send(&request("GET", "/v1/products?limit=100", &[], None))
+            .await?;
+        if status != 200 {
+            bail!(
+                "GET /v1/products: {status} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let page: Value = serde_json::from_slice(body)?;
+        self.products = page["items"]
+            .as_array()
+            .context("no items in the product page")?
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect();
+        if self.products.len() != PRODUCTS {
+            bail!(
+                "{} products listed after importing {PRODUCTS}",
+                self.products.len()
+            );
+        }
         Ok(())
     }
 
@@ -267,28 +296,173 @@ impl Ctx {
         Ok(access)
     }
 
-    /// `GET path` with a bearer token, one request per token, replayed in turn.
-    fn bearer_gets(&self, path: &str, tokens: &[String]) -> Script {
-        Script::Replay {
-            requests: tokens
-                .iter()
-                .map(|t| {
-                    request(
-                        "GET",
-                        path,
-                        &[("Authorization", &format!("Bearer {t}"))],
-                        None,
-                    )
-                })
-                .collect(),
-            single_use: false,
+    /// The body of a one-line order of the next product of the catalogue.
+    fn order_body(&mut self) -> String {
+        let product = &self.products[self.next_product % self.products.len()];
+        self.next_product += 1;
+        json!({
+            "items": [{"product_id": product, "quantity": 1}],
+            "shipping_address": {
+                "name": "Ada Lovelace",
+                "line1": "12 St James's Square",
+                "city": "London",
+                "postal_code": "SW1Y 4JH",
+                "country": "GB"
+            }
+        })
+        .to_string()
+    }
+
+    /// A `POST /v1/orders` request with its own Idempotency-Key.
+    fn order_request(&mut self, token: &str) -> String {
+        let body = self.order_body();
+        request(
+            "POST",
+            "/v1/orders",
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Idempotency-Key", &uuid::Uuid::new_v4().to_string()),
+            ],
+            Some(&body),
+        )
+    }
+
+    /// Places `per_token` orders with each token (the tokens' customers' own orders), `tokens.len()` at
+    /// once.
+    async fn place_orders(
+        &mut self,
+        tokens: &[String],
+        per_token: usize,
+    ) -> anyhow::Result<Vec<Vec<Placed>>> {
+        let mut work = Vec::new();
+        for token in tokens {
+            let requests: Vec<String> = (0..per_token).map(|_| self.order_request(token)).collect();
+            work.push(requests);
         }
+        let shop = &self.shop;
+        let placed = join_all(work.into_iter().map(|requests| async move {
+            let mut client = shop.client();
+            let mut placed = Vec::with_capacity(requests.len());
+            for r in &requests {
+                let (status, body) = client.send(r).await?;
+                if status != 201 {
+                    bail!(
+                        "POST /v1/orders: {status} {}",
+                        String::from_utf8_lossy(body)
+                    );
+                }
+                let v: Value = serde_json::from_slice(body)?;
+                let text = |x: &Value| x.as_str().map(str::to_owned).context("a placed order");
+                placed.push(Placed {
+                    id: text(&v["id"])?,
+                    payment_id: text(&v["payment"]["payment_id"])?,
+                    amount: v["total"]["amount"].as_i64().context("no total")?,
+                    currency: text(&v["total"]["currency"])?,
+                });
+            }
+            Ok(placed)
+        }))
+        .await;
+        placed.into_iter().collect()
+    }
+
+    /// (b): one order per connection, each read with its owner's access token.
+    async fn order_reads(&mut self) -> anyhow::Result<Script> {
+        let tokens = self.access_tokens(self.connections).await?;
+        let placed = self.place_orders(&tokens, 1).await?;
+        let requests = tokens
+            .iter()
+            .zip(&placed)
+            .map(|(token, orders)| {
+                request(
+                    "GET",
+                    &format!("/v1/orders/{}", orders[0].id),
+                    &[("Authorization", &format!("Bearer {token}"))],
+                    None,
+                )
+            })
+            .collect();
+        Ok(Script::Replay {
+            requests,
+            single_use: false,
+        })
+    }
+
+    /// (c): single-use order placements for `duration`, spread over the customers and the catalogue.
+    async fn order_placements(&mut self, duration: Duration) -> anyhow::Result<Script> {
+        let tokens = self.access_tokens(self.connections).await?;
+        let n = budget(ORDERS_PER_SECOND_BUDGET, duration);
+        let requests = (0..n)
+            .map(|i| self.order_request(&tokens[i % tokens.len()]))
+            .collect();
+        Ok(Script::Replay {
+            requests,
+            single_use: true,
+        })
+    }
+
+    /// (d): orders placed now, and for each the provider's events, signed as the provider signs them.
+    async fn webhook_events(&mut self, duration: Duration) -> anyhow::Result<Script> {
+        let orders_needed =
+            budget(EVENTS_PER_SECOND_BUDGET, duration).div_ceil(EVENTS_PER_ORDER.len());
+        let tokens = self.access_tokens(self.connections).await?;
+        let placed = self
+            .place_orders(&tokens, orders_needed.div_ceil(tokens.len()))
+            .await?;
+        let secrets = WebhookSecrets::standard(&[WEBHOOK_SECRET.to_owned()])
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let now = chrono::Utc::now().timestamp();
+        let mut requests = Vec::new();
+        for order in placed.iter().flatten() {
+            for kind in EVENTS_PER_ORDER {
+                let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                let body = json!({
+                    "type": kind,
+                    "timestamp": chrono::Utc::now().to_rfc3339(),
+                    "data": {
+                        "payment_id": order.payment_id,
+                        "order_id": order.id,
+                        "amount": order.amount,
+                        "currency": order.currency,
+                    }
+                })
+                .to_string();
+                let signature = secrets.sign_standard(&id, now, body.as_bytes());
+                requests.push(request(
+                    "POST",
+                    "/v1/webhooks/standard",
+                    &[
+                        ("webhook-id", &id),
+                        ("webhook-timestamp", &now.to_string()),
+                        ("webhook-signature", &signature),
+                    ],
+                    Some(&body),
+                ));
+            }
+        }
+        Ok(Script::Replay {
+            requests,
+            single_use: true,
+        })
     }
 }
 
-/// Prepares one run of scenario `id` (called again for its warm-up: single-use inputs are fresh each time).
-pub async fn load_for(id: &str, ctx: &mut Ctx) -> anyhow::Result<Load> {
+/// Inputs for `per_second` requests a second for `duration` (and one more second).
+fn budget(per_second: u64, duration: Duration) -> usize {
+    (per_second * (duration.as_secs() + 1)) as usize
+}
+
+/// Prepares one run of scenario `id` for `duration` (called again for its warm-up: single-use inputs are
+/// fresh each time).
+pub async fn load_for(id: &str, ctx: &mut Ctx, duration: Duration) -> anyhow::Result<Load> {
     let connections = ctx.connections;
+    let port = ctx.shopd_port;
+    let shopd = |path: &str, connections: usize, script: Script| WrkJob {
+        port,
+        path: path.into(),
+        connections,
+        script,
+    };
     Ok(match id {
         "a" => Load::Wrk(WrkJob {
             port: ctx.baseline_port,
@@ -296,32 +470,33 @@ pub async fn load_for(id: &str, ctx: &mut Ctx) -> anyhow::Result<Load> {
             connections,
             script: Script::Plain,
         }),
-        "b-me" | "g-me" | "b-me@1000" => {
-            let tokens = ctx.access_tokens(connections).await?;
-            let job = WrkJob {
-                port: ctx.shopd_port,
-                path: "/v1/me".into(),
-                connections: if id == "b-me@1000" {
-                    ctx.many_connections
-                } else {
-                    connections
-                },
-                script: ctx.bearer_gets("/v1/me", &tokens),
-            };
-            if id == "g-me" {
-                Load::WrkDuringLogins { job, connections }
-            } else {
-                Load::Wrk(job)
-            }
-        }
-        "e" => Load::Wrk(WrkJob {
-            port: ctx.shopd_port,
-            path: "/v1/auth/refresh".into(),
+        "b" => Load::Wrk(shopd("/v1/orders", connections, ctx.order_reads().await?)),
+        "b@1000" => Load::Wrk(shopd(
+            "/v1/orders",
+            ctx.many_connections,
+            ctx.order_reads().await?,
+        )),
+        "g" => Load::WrkDuringLogins {
+            job: shopd("/v1/orders", connections, ctx.order_reads().await?),
             connections,
-            script: Script::RefreshChains {
+        },
+        "c" => Load::Wrk(shopd(
+            "/v1/orders",
+            connections,
+            ctx.order_placements(duration).await?,
+        )),
+        "d" => Load::Wrk(shopd(
+            "/v1/webhooks/standard",
+            connections,
+            ctx.webhook_events(duration).await?,
+        )),
+        "e" => Load::Wrk(shopd(
+            "/v1/auth/refresh",
+            connections,
+            Script::RefreshChains {
                 tokens: ctx.chains(2 * connections).await?,
             },
-        }),
+        )),
         "f" => Load::Logins { connections },
         other => bail!("scenario {other} has no load yet"),
     })

@@ -70,6 +70,8 @@ pub struct Server {
     pub port: u16,
     child: Child,
     log: PathBuf,
+    /// How to run a `shopd` command against the same database (shopd only).
+    cli: Option<Cli>,
     /// The SQLite folder (or just the log's), removed when dropped.
     _dir: tempfile::TempDir,
     /// Dropped after the process is killed, so the database has no client left.
@@ -86,6 +88,30 @@ impl Server {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Runs `shopd ARGS…` with the server's configuration (its database, its keys); fails unless it succeeds.
+    pub async fn run_cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let cli = self.cli.as_ref().context("not a shopd server")?;
+        let output = Command::new(&cli.program)
+            .args(args)
+            .env_clear()
+            .envs(clean_env(&cli.env))
+            .current_dir(self._dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running shopd {}", args.join(" ")))?;
+        if !output.status.success() {
+            bail!(
+                "shopd {} failed ({}):\n{}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     pub async fn stop(mut self) {
@@ -150,6 +176,7 @@ pub async fn start_baseline(release: &Path) -> anyhow::Result<Server> {
         port,
         child,
         log,
+        cli: None,
         _dir: dir,
         postgres: None,
     };
@@ -180,28 +207,35 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
         }
     };
     let log = dir.path().join("shopd.log");
+    let mut env: Vec<(String, String)> = [
+        ("SHOPD_BIND", format!("127.0.0.1:{port}")),
+        ("SHOPD_DATA_DIR", dir.path().display().to_string()),
+        ("DATABASE_URL", database_url),
+        ("SHOP_DOMAIN", "shop.example.com".into()),
+        ("SHOP_CURRENCY", "EUR".into()),
+        ("RUST_LOG", options.rust_log.into()),
+        ("SMS_PROVIDER", "twilio".into()),
+        ("TWILIO_API_BASE", options.twilio_base.into()),
+        ("TWILIO_ACCOUNT_SID", twilio::ACCOUNT_SID.into()),
+        ("TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN.into()),
+        ("TWILIO_FROM", twilio::FROM.into()),
+        ("PAYMENT_PROVIDER", "sandbox".into()),
+        ("STANDARD_WEBHOOK_SECRETS", WEBHOOK_SECRET.into()),
+        // The load comes from one address: per-address rate limits would answer most of it with 429s.
+        ("RATE_LIMIT_AUTH", "off".into()),
+        ("RATE_LIMIT_ORDERS", "off".into()),
+        ("RATE_LIMIT_WEBHOOKS", "off".into()),
+        ("RATE_LIMIT_API", "off".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(options.extra_env.iter().cloned());
     let mut cmd = with_raised_nofile(&release.join("shopd"));
-    // A clean environment: nothing of the caller's (a DATABASE_URL, a .env in the working folder) leaks in.
     cmd.arg("serve")
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(clean_env(&env))
         .current_dir(dir.path())
-        .env("SHOPD_BIND", format!("127.0.0.1:{port}"))
-        .env("SHOPD_DATA_DIR", dir.path())
-        .env("DATABASE_URL", &database_url)
-        .env("SHOP_DOMAIN", "shop.example.com")
-        .env("RUST_LOG", options.rust_log)
-        .env("SMS_PROVIDER", "twilio")
-        .env("TWILIO_API_BASE", options.twilio_base)
-        .env("TWILIO_ACCOUNT_SID", twilio::ACCOUNT_SID)
-        .env("TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN)
-        .env("TWILIO_FROM", twilio::FROM)
-        // The load comes from one address: per-address rate limits would answer most of it with 429s.
-        .env("RATE_LIMIT_AUTH", "off")
-        .env("RATE_LIMIT_ORDERS", "off")
-        .env("RATE_LIMIT_WEBHOOKS", "off")
-        .env("RATE_LIMIT_API", "off")
-        .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)
         .stderr(std::fs::File::options().append(true).open(&log)?)
@@ -213,11 +247,30 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
         port,
         child,
         log,
+        cli: Some(Cli {
+            program: release.join("shopd"),
+            env,
+        }),
         _dir: dir,
         postgres,
     };
     server.wait_until_answering("/readyz").await?;
     Ok(server)
+}
+
+/// The Standard Webhooks secret shopd is given (`STANDARD_WEBHOOK_SECRETS`); the harness signs with it.
+pub const WEBHOOK_SECRET: &str = "whsec_bG9hZC1oYXJuZXNzLXdlYmhvb2stc2VjcmV0LTMyYg==";
+
+struct Cli {
+    program: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// A clean environment: nothing of the caller's (a DATABASE_URL, a .env in the working folder) leaks in.
+fn clean_env(env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut all = vec![("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())];
+    all.extend(env.iter().cloned());
+    all
 }
 
 /// A fresh PostgreSQL database for one run, dropped afterwards (also when the harness fails).

@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use crate::auth::revocations::Known;
 use crate::auth::sessions;
-use crate::crypto::jwt::{Audience, Claims, Expectations};
+use crate::crypto::jwt::{Audience, Claims};
 use crate::db::DbError;
 use crate::error::{AppError, Problem};
 use crate::startup::AppState;
@@ -46,15 +46,7 @@ async fn authenticate(req: HttpRequest, audience: Audience) -> Result<Claims, Ap
     let identity = &state.identity;
     let claims = identity
         .tokens
-        .keys
-        .verify(
-            token,
-            &Expectations {
-                issuer: &identity.tokens.issuer,
-                audience,
-                now: chrono::Utc::now().timestamp(),
-            },
-        )
+        .verify(token, audience)
         .map_err(|e| invalid_token(&format!("The access token is not valid: {e}.")))?;
     let live = match identity.revocations.check(&claims.sid) {
         Known::Ended => false,

@@ -10,6 +10,7 @@ pub mod revocations;
 pub mod sessions;
 mod signup;
 pub mod throttle;
+pub mod verified;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -86,6 +87,7 @@ impl Identity {
             tokens: TokenIssuer {
                 keys: config.keys.access_tokens.clone(),
                 issuer: format!("https://{}", config.shop_domain),
+                verified: Arc::new(verified::VerifiedTokens::new(verified::DEFAULT_CAPACITY)),
             },
             revocations: parts.revocations,
             shop_domain: config.shop_domain.clone(),

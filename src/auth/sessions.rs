@@ -14,7 +14,7 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::jwt::{Audience, Claims, SigningKeys};
+use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
 use crate::db::DbConnection;
 use crate::db::schema::{refresh_tokens, security_events, sessions};
 use crate::domain::Sensitive;
@@ -97,6 +97,7 @@ impl SessionRow {
 pub struct TokenIssuer {
     pub keys: std::sync::Arc<SigningKeys>,
     pub issuer: String,
+    pub verified: std::sync::Arc<super::verified::VerifiedTokens>,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -139,6 +140,19 @@ fn invalid_refresh_token() -> AppError {
 }
 
 impl TokenIssuer {
+    /// The claims of an access token for `audience`, valid now (its signature checked on first sight only).
+    pub fn verify(&self, token: &str, audience: Audience) -> Result<Claims, TokenError> {
+        self.verified.verify(
+            &self.keys,
+            token,
+            &Expectations {
+                issuer: &self.issuer,
+                audience,
+                now: Utc::now().timestamp(),
+            },
+        )
+    }
+
     /// Starts a session after a successful login or signup and issues its first pair.
     pub fn start(
         &self,

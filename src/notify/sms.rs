@@ -7,6 +7,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -128,7 +129,11 @@ const ERROR_BODY_LIMIT: usize = 16 * 1024;
 /// A timed-out attempt may still have been delivered, so a retry after a timeout can send the text twice.
 #[derive(Clone)]
 pub struct TwilioSender {
-    client: reqwest::Client,
+    /// Built at the first text, not at start: loading the system's root certificates costs about 5 MiB of
+    /// resident memory, which an instance that sends no text never needs.
+    client: Arc<OnceLock<reqwest::Client>>,
+    connect_timeout: Duration,
+    timeout: Duration,
     account_sid: String,
     auth_token: Sensitive<String>,
     from: String,
@@ -159,24 +164,15 @@ fn without_credentials(url: &Url) -> String {
 impl TwilioSender {
     /// A sender with a 3 s connect timeout and a 10 s timeout for each attempt.
     ///
-    /// # Panics
-    /// When the TLS backend cannot be initialised, as `reqwest::Client::new` does.
+    /// Its HTTP client is built at the first text; when that fails, the text is `Unavailable`.
     pub fn new(config: TwilioConfig) -> Self {
         Self::with_timeouts(config, TWILIO_CONNECT_TIMEOUT, TWILIO_TIMEOUT)
     }
 
     /// A sender with other timeouts: `connect` to open a connection, `total` for each whole attempt.
     ///
-    /// # Panics
-    /// When the TLS backend cannot be initialised, as `reqwest::Client::new` does.
+    /// Its HTTP client is built at the first text; when that fails, the text is `Unavailable`.
     pub fn with_timeouts(config: TwilioConfig, connect: Duration, total: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(total)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("shopd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the HTTP client's TLS backend initialises");
         let mut messages_url = config.api_base.clone();
         let takes_path = messages_url
             .path_segments_mut()
@@ -191,13 +187,32 @@ impl TwilioSender {
             .is_ok();
         let messages_url = takes_path.then_some(messages_url);
         Self {
-            client,
+            client: Arc::default(),
+            connect_timeout: connect,
+            timeout: total,
             account_sid: config.account_sid,
             auth_token: config.auth_token,
             from: config.from,
             api_base: config.api_base,
             messages_url,
         }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, SmsError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("shopd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                tracing::error!(error = %e, "the HTTP client for Twilio cannot be built");
+                SmsError::Unavailable("the HTTP client cannot be built".into())
+            })?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     async fn deliver(&self, message: &SmsMessage) -> Result<(), SmsError> {
@@ -218,7 +233,7 @@ impl TwilioSender {
                 tokio::time::sleep(BACKOFF[(attempt - 2) as usize]).await;
             }
             let sent = self
-                .client
+                .client()?
                 .post(url.clone())
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
                 .form(&form)

@@ -240,14 +240,14 @@ impl Orders {
     /// Expires the orders that are due now.
     pub async fn expire_due(&self) -> AppResult<usize> {
         self.db
-            .run(move |conn| expiry::expire_due(conn, now()))
+            .run_writing(move |conn| expiry::expire_due(conn, now()))
             .await
     }
 
     /// Purges idempotency keys older than 24 hours.
     pub async fn purge_idempotency_keys(&self) -> AppResult<usize> {
         self.db
-            .run(move |conn| Ok(idempotency::purge(conn, now())?))
+            .run_writing(move |conn| Ok(idempotency::purge(conn, now())?))
             .await
     }
 

@@ -170,7 +170,7 @@ impl Orders {
         let customer = customer_id.to_owned();
         let step = self
             .db
-            .run(move |conn| -> AppResult<Step> {
+            .run_writing(move |conn| -> AppResult<Step> {
                 let now = now();
                 let (held, resumed) =
                     match idempotency::claim(conn, &this.vault, &customer, &key_hash, &request_hash, now)?
@@ -245,7 +245,7 @@ impl Orders {
         let stored_body = body.clone();
         let stored = self
             .db
-            .run(move |conn| -> AppResult<bool> {
+            .run_writing(move |conn| -> AppResult<bool> {
                 diesel::update(orders::table.find(&order_id))
                     .set(orders::payment_id.eq(Some(&payment_id)))
                     .execute(conn)?;
@@ -271,7 +271,7 @@ impl Orders {
     async fn release(&self, held: Held) {
         let released = self
             .db
-            .run(move |conn| -> AppResult<()> { Ok(idempotency::release(conn, &held)?) })
+            .run_writing(move |conn| -> AppResult<()> { Ok(idempotency::release(conn, &held)?) })
             .await;
         if let Err(e) = released {
             // The lease runs out on its own.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto::webhook::{self, SignatureError, WebhookSecrets};
 use crate::db::schema::webhook_events;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbConnection, DbError};
 use crate::error::{AppError, AppResult, Problem};
 use crate::telemetry::Metrics;
 use crate::vault::{Field, Vault};
@@ -203,24 +203,48 @@ impl Webhooks {
             Ok(Parsed::Payment(event)) => event,
         };
 
+        // The effect and its audit row in one transaction; a duplicate's audit row on its own.
+        let headers = received.audit_json();
         let mut attempt = 0;
         let applied = loop {
-            let e = event.clone();
-            match self.db.write(move |conn| apply(conn, provider, &e)).await {
+            let (e, vault, headers, body) = (
+                event.clone(),
+                self.vault.clone(),
+                headers.clone(),
+                body.clone(),
+            );
+            let result = self
+                .db
+                .write(move |conn| {
+                    let (outcome, order) = apply(conn, provider, &e)?;
+                    let audit = Audit {
+                        event_id: Some(e.event_id.clone()),
+                        event_type: Some(e.kind.as_str().to_owned()),
+                        ..Audit::outcome(order.clone(), None, outcome.as_str())
+                    };
+                    keep(conn, &vault, provider, &headers, &body, &audit)?;
+                    Ok((outcome, order))
+                })
+                .await;
+            match result {
                 Err(ApplyError::Duplicate) if attempt == 0 => attempt += 1,
-                Err(ApplyError::Duplicate) => break Ok((Outcome::Duplicate, None)),
+                Err(ApplyError::Duplicate) => break Ok(None),
                 Err(ApplyError::App(e)) => break Err(e),
-                Ok(done) => break Ok(done),
+                Ok((outcome, _)) => break Ok(Some(outcome)),
             }
         };
-        let (outcome, order) = applied?;
-        let audit = Audit {
-            event_id: Some(event.event_id.clone()),
-            event_type: Some(event.kind.as_str().to_owned()),
-            ..Audit::outcome(order.clone(), None, outcome.as_str())
-        };
-        self.record(provider, &received, &body, audit).await;
-        Ok(outcome)
+        match applied? {
+            Some(outcome) => Ok(outcome),
+            None => {
+                let audit = Audit {
+                    event_id: Some(event.event_id.clone()),
+                    event_type: Some(event.kind.as_str().to_owned()),
+                    ..Audit::outcome(None, None, Outcome::Duplicate.as_str())
+                };
+                self.record(provider, &received, &body, audit).await;
+                Ok(Outcome::Duplicate)
+            }
+        }
     }
 
     /// Keeps the delivery for audit; a failure here is logged, never turned into a refusal of the delivery.
@@ -230,47 +254,7 @@ impl Webhooks {
         let body = body.to_vec();
         let result = self
             .db
-            .write(move |conn| -> AppResult<()> {
-                let id = uuid::Uuid::now_v7().to_string();
-                // The body is sealed under the data key of the order's customer, so erasing them shreds it
-                // too; a body that cannot be tied to an order is kept only as its digest.
-                let customer_id: Option<String> = match &audit.order_id {
-                    Some(order_id) => crate::orders::read::summary(conn, order_id)
-                        .ok()
-                        .map(|o| o.customer_id),
-                    None => None,
-                };
-                let sealed = match &customer_id {
-                    Some(customer) => {
-                        let text = String::from_utf8_lossy(&body);
-                        let field = Field {
-                            table: "webhook_events",
-                            column: "body",
-                            row_id: &id,
-                        };
-                        vault.seal(conn, customer, field, &text).ok()
-                    }
-                    None => None,
-                };
-                diesel::insert_into(webhook_events::table)
-                    .values((
-                        webhook_events::id.eq(&id),
-                        webhook_events::provider.eq(provider.as_str()),
-                        webhook_events::event_id.eq(&audit.event_id),
-                        webhook_events::event_type.eq(&audit.event_type),
-                        webhook_events::verification.eq(audit.verification),
-                        webhook_events::outcome.eq(&audit.outcome),
-                        webhook_events::order_id.eq(&audit.order_id),
-                        webhook_events::customer_id.eq(&customer_id),
-                        webhook_events::headers.eq(&headers),
-                        webhook_events::body.eq(sealed),
-                        webhook_events::body_sha256.eq(Sha256::digest(&body).to_vec()),
-                        webhook_events::body_len.eq(body.len() as i32),
-                        webhook_events::received_at.eq(now()),
-                    ))
-                    .execute(conn)?;
-                Ok(())
-            })
+            .write(move |conn| keep(conn, &vault, provider, &headers, &body, &audit))
             .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "a webhook delivery could not be kept for audit");
@@ -282,7 +266,7 @@ impl Webhooks {
         let cutoff = now()
             - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::days(90));
         self.db
-            .run(move |conn| {
+            .run_writing(move |conn| {
                 diesel::delete(webhook_events::table.filter(webhook_events::received_at.lt(cutoff)))
                     .execute(conn)
                     .map_err(DbError::from)
@@ -307,6 +291,55 @@ impl Webhooks {
 
 fn now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
+}
+
+/// Inserts the audit row of a delivery. The body is sealed under the data key of the order's customer, so
+/// erasing them shreds it too; a body that cannot be tied to an order is kept only as its digest.
+fn keep(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    provider: Provider,
+    headers: &str,
+    body: &[u8],
+    audit: &Audit,
+) -> AppResult<()> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let customer_id: Option<String> = match &audit.order_id {
+        Some(order_id) => crate::orders::read::summary(conn, order_id)
+            .ok()
+            .map(|o| o.customer_id),
+        None => None,
+    };
+    let sealed = match &customer_id {
+        Some(customer) => {
+            let text = String::from_utf8_lossy(body);
+            let field = Field {
+                table: "webhook_events",
+                column: "body",
+                row_id: &id,
+            };
+            vault.seal(conn, customer, field, &text).ok()
+        }
+        None => None,
+    };
+    diesel::insert_into(webhook_events::table)
+        .values((
+            webhook_events::id.eq(&id),
+            webhook_events::provider.eq(provider.as_str()),
+            webhook_events::event_id.eq(&audit.event_id),
+            webhook_events::event_type.eq(&audit.event_type),
+            webhook_events::verification.eq(audit.verification),
+            webhook_events::outcome.eq(&audit.outcome),
+            webhook_events::order_id.eq(&audit.order_id),
+            webhook_events::customer_id.eq(&customer_id),
+            webhook_events::headers.eq(headers),
+            webhook_events::body.eq(sealed),
+            webhook_events::body_sha256.eq(Sha256::digest(body).to_vec()),
+            webhook_events::body_len.eq(body.len() as i32),
+            webhook_events::received_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 struct Audit {
