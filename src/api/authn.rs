@@ -55,7 +55,7 @@ async fn authenticate(req: HttpRequest, audience: Audience) -> Result<Claims, Ap
             let sid = claims.sid.clone();
             state
                 .db
-                .run(move |conn| {
+                .read(move |conn| {
                     sessions::session_is_live(conn, &sid, audience).map_err(DbError::from)
                 })
                 .await?

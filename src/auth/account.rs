@@ -226,7 +226,7 @@ impl Identity {
         let (subject, current) = (customer_id.to_owned(), current.to_owned());
         let rows = self
             .db
-            .run(move |conn| -> AppResult<Vec<SessionRow>> {
+            .read(move |conn| -> AppResult<Vec<SessionRow>> {
                 Ok(sessions::live_sessions(conn, &subject, Audience::Customer)?)
             })
             .await?;
@@ -349,7 +349,7 @@ impl Identity {
         let this = self.clone();
         let id = customer_id.to_owned();
         self.db
-            .run(move |conn| -> AppResult<Profile> {
+            .read(move |conn| -> AppResult<Profile> {
                 let row = load_customer(conn, &id)?;
                 let phone = this.open_customer(conn, &id, "phone", &row.phone)?;
                 let name = this.open_customer(conn, &id, "name", &row.name)?;

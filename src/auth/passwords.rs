@@ -4,7 +4,7 @@
 //! fed by a queue keep both cores on argon2 with no hand-off through the async runtime between two hashes,
 //! and reusing the 19 MiB of working memory saves mapping and zeroing it (page faults) for every hash: about
 //! a fifth of a hash's cost when it is allocated afresh. A thread idle for `KEEP_MEMORY` gives its memory
-//! back, so an idle instance holds none.
+//! back, so an idle instance holds none. The threads run at a lower priority than the request workers.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,8 @@ use crate::domain::Sensitive;
 /// How long a hashing thread keeps its working memory after its last hash.
 const KEEP_MEMORY: Duration = Duration::from_secs(2);
 const SALT_LEN: usize = 16;
+/// The nice value of the hashing threads (see `lower_priority`).
+const HASHING_NICE: libc::c_int = 10;
 const OUTPUT_LEN: usize = 32;
 
 type Work = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
@@ -121,6 +123,7 @@ impl Hasher {
 }
 
 fn hashing_thread(jobs: &Mutex<Receiver<Work>>) {
+    lower_priority();
     let mut memory: Vec<Block> = Vec::new();
     loop {
         let next = {
@@ -143,6 +146,20 @@ fn hashing_thread(jobs: &Mutex<Receiver<Work>>) {
             }
             Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Hashing threads run at nice 10 (Linux: the nice value is per thread): with cores to spare they hash at
+/// full speed, and when requests want the cores the scheduler gives them first, so a storm of logins waits
+/// in its own queue instead of slowing every other request.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority with this thread's own id changes only this thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASHING_NICE) != 0 {
+            tracing::debug!("hashing threads keep the normal priority");
         }
     }
 }

@@ -156,7 +156,7 @@ impl Orders {
     /// `GET /v1/products`.
     pub async fn products(&self, page: PageRequest) -> AppResult<Page<Product>> {
         self.db
-            .run(move |conn| catalogue::list_active(conn, page.cursor.as_deref(), page.limit))
+            .read(move |conn| catalogue::list_active(conn, page.cursor.as_deref(), page.limit))
             .await
     }
 
@@ -170,7 +170,7 @@ impl Orders {
     pub async fn product(&self, id: &str) -> AppResult<Product> {
         let id = id.to_owned();
         self.db
-            .run(move |conn| catalogue::get_active(conn, &id))
+            .read(move |conn| catalogue::get_active(conn, &id))
             .await
     }
 
@@ -178,7 +178,7 @@ impl Orders {
     pub async fn list(&self, customer_id: &str, page: PageRequest) -> AppResult<Page<OrderLine>> {
         let customer = customer_id.to_owned();
         self.db
-            .run(move |conn| {
+            .read(move |conn| {
                 read::list_for_customer(conn, &customer, page.cursor.as_deref(), page.limit)
             })
             .await
@@ -188,7 +188,7 @@ impl Orders {
     pub async fn detail(&self, customer_id: &str, order_id: &str) -> AppResult<OrderDetail> {
         let (customer, id) = (customer_id.to_owned(), order_id.to_owned());
         self.db
-            .run(move |conn| read::detail(conn, &id, Some(&customer)))
+            .read(move |conn| read::detail(conn, &id, Some(&customer)))
             .await
     }
 

@@ -190,28 +190,31 @@ pub fn detail(
     order_id: &str,
     customer_id: Option<&str>,
 ) -> AppResult<OrderDetail> {
-    let mut query = orders::table
-        .filter(orders::id.eq(order_id))
-        .select((
-            orders::id,
-            orders::status,
-            orders::total_amount,
-            orders::currency,
-            orders::created_at,
-            orders::updated_at,
-        ))
-        .into_boxed();
-    if let Some(customer_id) = customer_id {
-        query = query.filter(orders::customer_id.eq(customer_id.to_owned()));
-    }
-    let (id, status, amount, currency, created_at, updated_at): (
-        String,
-        String,
-        i64,
-        String,
-        NaiveDateTime,
-        NaiveDateTime,
-    ) = query.first(conn).optional()?.ok_or(AppError::NotFound)?;
+    // Two fixed queries rather than one boxed query: diesel caches the prepared statement of a fixed query,
+    // and prepares a boxed one again on every call.
+    let columns = (
+        orders::id,
+        orders::status,
+        orders::total_amount,
+        orders::currency,
+        orders::created_at,
+        orders::updated_at,
+    );
+    type Row = (String, String, i64, String, NaiveDateTime, NaiveDateTime);
+    let row: Option<Row> = match customer_id {
+        Some(customer_id) => orders::table
+            .filter(orders::id.eq(order_id))
+            .filter(orders::customer_id.eq(customer_id))
+            .select(columns)
+            .first(conn)
+            .optional()?,
+        None => orders::table
+            .filter(orders::id.eq(order_id))
+            .select(columns)
+            .first(conn)
+            .optional()?,
+    };
+    let (id, status, amount, currency, created_at, updated_at) = row.ok_or(AppError::NotFound)?;
     let items = order_items::table
         .filter(order_items::order_id.eq(&id))
         .select((
