@@ -2,6 +2,7 @@
 //! one way to run blocking diesel work off the async workers. Backend differences stay in match arms here.
 
 pub mod schema;
+mod sqlite_writer;
 
 use std::time::Duration;
 
@@ -52,11 +53,8 @@ pub struct Db {
     /// The SQLite file, checked by readiness: a deleted file would otherwise be written to, unseen, until
     /// the next restart loses it.
     sqlite_path: Option<std::path::PathBuf>,
-    /// SQLite has one writer at a time. Its busy handler makes a writer that finds the lock taken sleep
-    /// (1, 2, 5, 10 … up to 100 ms a try), so under load writers waited far longer than the writes took.
-    /// Writers of this process take turns on this mutex instead, a queue with no sleeps; a writer outside
-    /// it (another process, a single autocommit statement) still meets the busy timeout.
-    sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// The queue of the SQLite writer thread (see `sqlite_writer`), started at the first write.
+    sqlite_writer: std::sync::Arc<std::sync::OnceLock<std::sync::mpsc::Sender<sqlite_writer::Job>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -151,7 +149,7 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.on_blocking_pool(None, f).await
+        self.on_blocking_pool(f).await
     }
 
     /// `run` for a short read. On SQLite it runs at once on the calling thread when a connection is free: an
@@ -173,24 +171,50 @@ impl Db {
         self.run(f).await
     }
 
-    /// `run` for work that writes: on SQLite it waits for its turn among this process's writers (see
-    /// `sqlite_writer`) before it takes a connection, so waiting writers leave the pool to readers. The
-    /// closure must not wait for another writer of this process.
+    /// `run` for work that writes. On SQLite the work goes to the writer thread (see `sqlite_writer`): it runs
+    /// inside a savepoint of a group transaction (so it is atomic, and rolled back when it fails) and is
+    /// answered once its group is committed. On PostgreSQL it is `run`.
     pub async fn run_writing<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let writer = (self.backend == Backend::Sqlite).then(|| self.sqlite_writer.clone());
-        self.on_blocking_pool(writer, f).await
+        match self.backend {
+            Backend::Sqlite => self.on_sqlite_writer(f).await,
+            Backend::Postgres => self.run(f).await,
+        }
     }
 
-    async fn on_blocking_pool<T, E, F>(
-        &self,
-        writer: Option<std::sync::Arc<std::sync::Mutex<()>>>,
-        f: F,
-    ) -> Result<T, E>
+    async fn on_sqlite_writer<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let span = tracing::Span::current();
+        let job: sqlite_writer::Job = Box::new(move |conn| {
+            let result = span.in_scope(|| f(conn));
+            let ok = result.is_ok();
+            let finish: sqlite_writer::Finish = Box::new(move |failed| {
+                let result = match (failed, result) {
+                    (Some(why), Ok(_)) => Err(E::from(DbError::Unavailable(why))),
+                    (_, result) => result,
+                };
+                let _ = answer.send(result);
+            });
+            (ok, finish)
+        });
+        let not_made = || E::from(DbError::Unavailable("the write was not made".into()));
+        self.sqlite_writer
+            .get_or_init(|| sqlite_writer::start(self.pool.clone()))
+            .send(job)
+            .map_err(|_| not_made())?;
+        answered.await.map_err(|_| not_made())?
+    }
+
+    async fn on_blocking_pool<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -200,9 +224,6 @@ impl Db {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let _turn = writer
-                .as_ref()
-                .map(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
             let mut conn = pool.get()?;
             f(&mut conn)
         })
@@ -211,14 +232,18 @@ impl Db {
         .map_err(|e| DbError::Task(e.to_string()))?
     }
 
-    /// `run_writing` inside a write transaction (see `write_tx`).
+    /// Work that writes, in one transaction: a savepoint of a group transaction on SQLite (see
+    /// `run_writing`), `write_tx` on PostgreSQL.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
-        self.run_writing(move |conn| write_tx(conn, f)).await
+        match self.backend {
+            Backend::Sqlite => self.on_sqlite_writer(f).await,
+            Backend::Postgres => self.run(move |conn| write_tx(conn, f)).await,
+        }
     }
 
     pub fn run_migrations(&self) -> Result<usize, DbError> {
@@ -301,16 +326,30 @@ pub fn run_next_migration(conn: &mut DbConnection) -> Result<bool, DbError> {
     ran.map_err(|e| DbError::Migration(e.to_string()))
 }
 
+/// Whether `conn` is inside a transaction (on SQLite: a job of the writer thread, see `sqlite_writer`).
+pub fn in_transaction(conn: &mut DbConnection) -> bool {
+    use diesel::connection::TransactionManager;
+    matches!(
+        <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth(),
+        Ok(Some(_))
+    )
+}
+
 /// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite, so concurrent writers queue on the busy
-/// timeout instead of failing when a read lock cannot be upgraded; an ordinary transaction on PostgreSQL.
+/// timeout instead of failing when a read lock cannot be upgraded (a savepoint when the SQLite writer's
+/// group transaction is open); an ordinary transaction on PostgreSQL.
 pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    // Inside a transaction already (a job of the SQLite writer): a savepoint.
+    let nested = in_transaction(conn);
     match conn {
         DbConnection::Postgresql(_) => conn.transaction(f),
+        DbConnection::Sqlite(_) if nested => conn.transaction(f),
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
             let result = f(conn);

@@ -24,7 +24,7 @@ use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
 use crate::db::schema::{order_items, orders, products};
-use crate::db::{DbConnection, write_tx};
+use crate::db::{DbConnection, in_transaction, write_tx};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::payments::{Payment, PaymentError, PaymentRequest};
@@ -182,7 +182,13 @@ impl Orders {
                 if resumed && let Some(made) = made_under(conn, &held.key_id)? {
                     return Ok(Step::Pay(held, made));
                 }
-                let created = write_tx(conn, |conn| this.create(conn, &customer, &held, &order, now));
+                // Inside the SQLite writer's transaction, a failure of this job rolls all of it back (the
+                // claim too), so the order needs no transaction of its own there.
+                let created = if in_transaction(conn) {
+                    this.create(conn, &customer, &held, &order, now)
+                } else {
+                    write_tx(conn, |conn| this.create(conn, &customer, &held, &order, now))
+                };
                 match created {
                     Ok(made) => Ok(Step::Pay(held, made)),
                     Err(e) => {

@@ -1,0 +1,161 @@
+//! SQLite's writes, made by one thread and committed in groups.
+//!
+//! SQLite has one writer at a time, and its busy handler makes a writer that finds the lock taken sleep (1, 2,
+//! 5, 10 … up to 100 ms a try), so under load writers waited far longer than their writes took. Here every
+//! write of this process is a job on one queue. The writer thread takes the jobs waiting (up to
+//! `MAX_GROUP`), runs them in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a job that
+//! fails is rolled back alone; a job alone in its group needs none), commits once, and only then answers each job: an answer never reports a
+//! write that is not committed, and a failed commit fails every job of its group (503, retry). One commit
+//! for many writes shares the WAL frames and the lock round of the commit among them.
+//!
+//! A job must not wait for another write of this process (jobs are plain synchronous closures, so they
+//! cannot). Writers outside this queue (another process, `shopd` commands) meet the busy timeout as before.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use diesel::Connection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+
+use super::{DbConnection, Pool};
+
+/// Given the failure of the group's commit (if any), delivers the job's answer.
+pub(super) type Finish = Box<dyn FnOnce(Option<String>) + Send>;
+/// Runs in the group's transaction; says whether it succeeded (else its savepoint is rolled back).
+pub(super) type Job = Box<dyn FnOnce(&mut DbConnection) -> (bool, Finish) + Send>;
+
+/// The most jobs one transaction takes.
+const MAX_GROUP: usize = 64;
+
+/// Starts the writer thread of `pool`; it ends when the returned queue's last sender is dropped.
+pub(super) fn start(pool: Pool) -> Sender<Job> {
+    let (queue, jobs) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("shopd-sqlite-writer".into())
+        .spawn(move || run(&pool, &jobs))
+        .expect("the SQLite writer thread starts");
+    queue
+}
+
+fn run(pool: &Pool, jobs: &Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(pool, group);
+    }
+}
+
+/// Jobs dropped without running are answered by their dropped channel: "the write was not made" (503).
+fn commit_group(pool: &Pool, group: Vec<Job>) {
+    let mut conn = match pool.get() {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "no connection for the SQLite writer");
+            return;
+        }
+    };
+    if let Err(e) = begin(&mut conn) {
+        tracing::warn!(error = %e, "the SQLite writer cannot begin a transaction");
+        return;
+    }
+    let alone = group.len() == 1;
+    let mut finishes = Vec::with_capacity(group.len());
+    for job in group {
+        // A job alone needs no savepoint: when it fails, the whole transaction is rolled back.
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if alone {
+                let (ok, finish) = job(&mut conn);
+                (Some(ok), finish)
+            } else {
+                (None, in_savepoint(&mut conn, job))
+            }
+        }));
+        match ran {
+            Ok((Some(false), finish)) => {
+                let _ = rollback(&mut conn);
+                finish(None);
+                return;
+            }
+            Ok((_, finish)) => finishes.push(finish),
+            Err(_) => {
+                // A bug in a job: nothing of this group is committed. The connection, left inside a
+                // transaction, is discarded by the pool (diesel reports it broken).
+                tracing::error!("a write panicked; its group of writes is rolled back");
+                let _ = rollback(&mut conn);
+                for finish in finishes {
+                    finish(Some("a write of its group failed".into()));
+                }
+                return;
+            }
+        }
+    }
+    let failed = commit(&mut conn).err().map(|e| {
+        tracing::warn!(error = %e, "a group of SQLite writes could not be committed");
+        let _ = rollback(&mut conn);
+        format!("the write could not be committed: {e}")
+    });
+    for finish in finishes {
+        finish(failed.clone());
+    }
+}
+
+enum SavepointError {
+    JobFailed,
+    Diesel(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for SavepointError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Diesel(e)
+    }
+}
+
+fn in_savepoint(conn: &mut DbConnection, job: Job) -> Finish {
+    let mut finish: Option<Finish> = None;
+    let result = conn.transaction::<(), SavepointError, _>(|conn| {
+        let (ok, f) = job(conn);
+        finish = Some(f);
+        if ok {
+            Ok(())
+        } else {
+            Err(SavepointError::JobFailed)
+        }
+    });
+    // No finish: the savepoint could not be made, and the job was dropped without running.
+    let finish = finish.unwrap_or_else(|| Box::new(|_| {}));
+    match result {
+        Ok(()) | Err(SavepointError::JobFailed) => finish,
+        Err(SavepointError::Diesel(e)) => {
+            let why = format!("the write's savepoint failed: {e}");
+            Box::new(move |_| finish(Some(why)))
+        }
+    }
+}
+
+fn sqlite(conn: &mut DbConnection) -> &mut diesel::SqliteConnection {
+    match conn {
+        DbConnection::Sqlite(c) => c,
+        DbConnection::Postgresql(_) => unreachable!("the SQLite writer runs on SQLite only"),
+    }
+}
+
+fn begin(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    AnsiTransactionManager::begin_transaction_sql(sqlite(conn), "BEGIN IMMEDIATE")
+}
+
+fn commit(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::commit_transaction(
+        sqlite(conn),
+    )
+}
+
+fn rollback(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    <AnsiTransactionManager as TransactionManager<diesel::SqliteConnection>>::rollback_transaction(
+        sqlite(conn),
+    )
+}
