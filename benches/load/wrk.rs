@@ -13,6 +13,7 @@ use crate::servers::RAISE_NOFILE;
 const COMMON: &str = include_str!("lua/common.lua");
 const REPLAY: &str = include_str!("lua/replay.lua");
 const REFRESH: &str = include_str!("lua/refresh.lua");
+const FIXED: &str = include_str!("lua/fixed.lua");
 
 /// What each connection sends.
 pub enum Script {
@@ -25,6 +26,9 @@ pub enum Script {
         requests: Vec<String>,
         single_use: bool,
     },
+    /// One `GET path` with a bearer token per wrk thread (`(path, token)`, one for each thread), built once by
+    /// wrk: the load generator's cheapest way to send authenticated reads.
+    BearerGetPerThread { requests: Vec<(String, String)> },
     /// `POST /v1/auth/refresh`, one chain of single-use refresh tokens per connection.
     RefreshChains { tokens: Vec<String> },
 }
@@ -112,6 +116,15 @@ pub async fn run(
             single_use = *once;
             let file = write_file(dir, "requests.bin", &requests.join("\0"))?;
             script.push_str(REPLAY);
+            script_args = vec![file.display().to_string(), threads.to_string()];
+        }
+        Script::BearerGetPerThread { requests } => {
+            if requests.len() < threads {
+                bail!("a fixed read needs one request per wrk thread");
+            }
+            let lines: Vec<String> = requests.iter().map(|(p, t)| format!("{p}\t{t}")).collect();
+            let file = write_file(dir, "fixed.txt", &lines.join("\n"))?;
+            script.push_str(FIXED);
             script_args = vec![file.display().to_string(), threads.to_string()];
         }
         Script::RefreshChains { tokens } => {

@@ -246,22 +246,20 @@ impl TokenIssuer {
             return Err(invalid_refresh_token());
         }
         let hash = hash_refresh_token(token);
-        let Some((session_id, parent, spent_at)) = refresh_tokens::table
-            .find(&hash)
+        // The token and its session in one query (one round trip).
+        let Some((parent, spent_at, session)) = refresh_tokens::table
+            .inner_join(sessions::table)
+            .filter(refresh_tokens::hash.eq(&hash))
             .select((
-                refresh_tokens::session_id,
                 refresh_tokens::parent_hash,
                 refresh_tokens::spent_at,
+                SessionRow::as_select(),
             ))
-            .first::<(String, Option<Vec<u8>>, Option<NaiveDateTime>)>(conn)
+            .first::<(Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)>(conn)
             .optional()?
         else {
             return Err(invalid_refresh_token());
         };
-        let session: SessionRow = sessions::table
-            .find(&session_id)
-            .select(SessionRow::as_select())
-            .first(conn)?;
         let now = now();
         if session.audience != audience_name(audience) {
             return Err(invalid_refresh_token());

@@ -4,7 +4,8 @@
 //! 2. In one write transaction: read the products' prices (prices come only from the database), reserve the
 //!    stock of each line with a conditional decrement (`stock = stock - n WHERE stock >= n AND active`, never
 //!    read-then-write), seal the shipping address under the customer's data key, insert the order, its lines
-//!    and its first event. Anything refused here rolls back whole, and the key is forgotten.
+//!    and its first event. Anything refused here rolls back whole, and the key is forgotten. (On SQLite, steps
+//!    1 and 2 are one job of the writer thread, atomic as a whole: see `db::sqlite_writer`.)
 //! 3. Create the payment with the provider, outside any transaction (a network call never holds a lock).
 //! 4. Store the payment id on the order and the response under the key.
 //!

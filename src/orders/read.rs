@@ -190,8 +190,9 @@ pub fn detail(
     order_id: &str,
     customer_id: Option<&str>,
 ) -> AppResult<OrderDetail> {
-    // Two fixed queries rather than one boxed query: diesel caches the prepared statement of a fixed query,
-    // and prepares a boxed one again on every call.
+    // The order and its lines in one query (one round trip; every order has at least one line), and two
+    // fixed queries rather than one boxed query: diesel caches the prepared statement of a fixed query and
+    // prepares a boxed one again on every call.
     let columns = (
         orders::id,
         orders::status,
@@ -199,34 +200,41 @@ pub fn detail(
         orders::currency,
         orders::created_at,
         orders::updated_at,
+        order_items::product_id,
+        order_items::name,
+        order_items::quantity,
+        order_items::unit_price,
     );
-    type Row = (String, String, i64, String, NaiveDateTime, NaiveDateTime);
-    let row: Option<Row> = match customer_id {
-        Some(customer_id) => orders::table
-            .filter(orders::id.eq(order_id))
+    type Row = (
+        String,
+        String,
+        i64,
+        String,
+        NaiveDateTime,
+        NaiveDateTime,
+        String,
+        String,
+        i32,
+        i64,
+    );
+    let joined = orders::table
+        .inner_join(order_items::table)
+        .filter(orders::id.eq(order_id));
+    let rows: Vec<Row> = match customer_id {
+        Some(customer_id) => joined
             .filter(orders::customer_id.eq(customer_id))
             .select(columns)
-            .first(conn)
-            .optional()?,
-        None => orders::table
-            .filter(orders::id.eq(order_id))
-            .select(columns)
-            .first(conn)
-            .optional()?,
+            .order(order_items::line)
+            .load(conn)?,
+        None => joined.select(columns).order(order_items::line).load(conn)?,
     };
-    let (id, status, amount, currency, created_at, updated_at) = row.ok_or(AppError::NotFound)?;
-    let items = order_items::table
-        .filter(order_items::order_id.eq(&id))
-        .select((
-            order_items::product_id,
-            order_items::name,
-            order_items::quantity,
-            order_items::unit_price,
-        ))
-        .order(order_items::line)
-        .load::<(String, String, i32, i64)>(conn)?
+    let Some((id, status, amount, currency, created_at, updated_at, ..)) = rows.first().cloned()
+    else {
+        return Err(AppError::NotFound);
+    };
+    let items = rows
         .into_iter()
-        .map(|(product_id, name, quantity, price)| OrderItem {
+        .map(|(.., product_id, name, quantity, price)| OrderItem {
             product_id,
             name,
             quantity,
