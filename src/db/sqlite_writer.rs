@@ -159,3 +159,98 @@ fn rollback(conn: &mut DbConnection) -> diesel::QueryResult<()> {
         sqlite(conn),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    use crate::config::{DatabaseConfig, DatabaseUrl};
+    use crate::db::{Db, DbError};
+
+    #[derive(Debug)]
+    enum Failed {
+        Db,
+        OnPurpose,
+    }
+
+    impl From<DbError> for Failed {
+        fn from(_: DbError) -> Self {
+            Self::Db
+        }
+    }
+
+    impl From<diesel::result::Error> for Failed {
+        fn from(_: diesel::result::Error) -> Self {
+            Self::Db
+        }
+    }
+
+    fn count(db: &Db) -> i64 {
+        diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM t")
+            .get_result(&mut *db.get().unwrap())
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writes_in_one_group_succeed_or_fail_alone_and_answer_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DatabaseConfig {
+            url: DatabaseUrl::Sqlite(dir.path().join("w.db")),
+            pool_size: 4,
+            pool_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        db.get()
+            .unwrap()
+            .batch_execute("CREATE TABLE t (n INTEGER NOT NULL UNIQUE)")
+            .unwrap();
+        // 200 writes at once: every third inserts its row and then fails, so its row must not stay; the
+        // others insert theirs. Many of them share a group (the writer takes what is waiting).
+        let writes = (0..200).map(|n: i64| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let answer = db
+                    .write(move |conn| -> Result<i64, Failed> {
+                        diesel::sql_query(format!("INSERT INTO t (n) VALUES ({n})")).execute(conn)?;
+                        if n % 3 == 0 {
+                            return Err(Failed::OnPurpose);
+                        }
+                        Ok(n)
+                    })
+                    .await;
+                // once answered, a success is visible to any other connection
+                if let Ok(n) = answer {
+                    let seen: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+                        "SELECT count(*) FROM t WHERE n = {n}"
+                    ))
+                    .get_result(&mut *db.get().unwrap())
+                    .unwrap();
+                    assert_eq!(seen, 1, "row {n} answered but not committed");
+                }
+                (n, answer)
+            })
+        });
+        let answers = futures_util::future::join_all(writes).await;
+        for answer in answers {
+            let (n, answer) = answer.unwrap();
+            match answer {
+                Ok(m) => assert_eq!(m, n),
+                Err(Failed::OnPurpose) => assert_eq!(n % 3, 0),
+                Err(Failed::Db) => panic!("write {n} failed in the database"),
+            }
+        }
+        assert_eq!(count(&db), (0..200).filter(|n| n % 3 != 0).count() as i64);
+        // a write that breaks a constraint fails alone too
+        let duplicate = db
+            .write(|conn| -> Result<(), Failed> {
+                diesel::sql_query("INSERT INTO t (n) VALUES (1)").execute(conn)?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(duplicate, Err(Failed::Db)));
+        assert_eq!(count(&db), (0..200).filter(|n| n % 3 != 0).count() as i64);
+    }
+}
