@@ -288,6 +288,11 @@ impl PostgresDb {
         admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
         let mut url = url::Url::parse(admin_url)?;
         url.set_path(&format!("/{name}"));
+        // The server is on this machine: no TLS on loopback, as with a database on the same host (libpq's
+        // default `prefer` would encrypt every round trip when the server has ssl=on, as Debian's does).
+        if !url.query_pairs().any(|(k, _)| k == "sslmode") {
+            url.query_pairs_mut().append_pair("sslmode", "disable");
+        }
         Ok(Self {
             admin_url: admin_url.to_owned(),
             name,

@@ -24,7 +24,7 @@ use crate::domain::Sensitive;
 const KEEP_MEMORY: Duration = Duration::from_secs(2);
 const SALT_LEN: usize = 16;
 /// The nice value of the hashing threads (see `lower_priority`).
-const HASHING_NICE: libc::c_int = 10;
+const HASHING_NICE: libc::c_int = 19;
 const OUTPUT_LEN: usize = 32;
 
 type Work = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
@@ -150,7 +150,7 @@ fn hashing_thread(jobs: &Mutex<Receiver<Work>>) {
     }
 }
 
-/// Hashing threads run at nice 10 (Linux: the nice value is per thread): with cores to spare they hash at
+/// Hashing threads run at nice 19 (Linux: the nice value is per thread): with cores to spare they hash at
 /// full speed, and when requests want the cores the scheduler gives them first, so a storm of logins waits
 /// in its own queue instead of slowing every other request.
 fn lower_priority() {

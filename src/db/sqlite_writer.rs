@@ -214,7 +214,8 @@ mod tests {
             tokio::spawn(async move {
                 let answer = db
                     .write(move |conn| -> Result<i64, Failed> {
-                        diesel::sql_query(format!("INSERT INTO t (n) VALUES ({n})")).execute(conn)?;
+                        diesel::sql_query(format!("INSERT INTO t (n) VALUES ({n})"))
+                            .execute(conn)?;
                         if n % 3 == 0 {
                             return Err(Failed::OnPurpose);
                         }
