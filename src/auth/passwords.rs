@@ -3,11 +3,11 @@
 //! A storm of logins queues here instead of starving other requests of the blocking pool. Dedicated threads
 //! fed by a queue keep both cores on argon2 with no hand-off through the async runtime between two hashes,
 //! and reusing the 19 MiB of working memory saves mapping and zeroing it (page faults) for every hash: about
-//! a fifth of a hash's cost when it is allocated afresh. A thread idle for `KEEP_MEMORY` gives its memory
-//! back, so an idle instance holds none. The threads run at a lower priority than the request workers.
+//! a fifth of a hash's cost when it is allocated afresh. After `KEEP_MEMORY` with no hash the memory is
+//! given back, so an idle instance holds none. The threads run at a lower priority than the request workers.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
@@ -20,8 +20,8 @@ use subtle::ConstantTimeEq;
 use crate::config::PasswordHashing;
 use crate::domain::Sensitive;
 
-/// How long a hashing thread keeps its working memory after its last hash.
-const KEEP_MEMORY: Duration = Duration::from_secs(2);
+/// How long the working memory is kept after the last hash.
+const KEEP_MEMORY: Duration = Duration::from_secs(1);
 const SALT_LEN: usize = 16;
 /// The nice value of the hashing threads (see `lower_priority`).
 const HASHING_NICE: libc::c_int = 19;
@@ -65,11 +65,12 @@ impl Hasher {
             .to_string();
         let (queue, jobs) = mpsc::channel::<Work>();
         let jobs = Arc::new(Mutex::new(jobs));
+        let spare: Arc<Spare> = Arc::default();
         for n in 0..cores {
-            let jobs = jobs.clone();
+            let (jobs, spare) = (jobs.clone(), spare.clone());
             std::thread::Builder::new()
                 .name(format!("shopd-argon2-{n}"))
-                .spawn(move || hashing_thread(&jobs))
+                .spawn(move || hashing_thread(&jobs, &spare))
                 .expect("a hashing thread starts");
         }
         Self {
@@ -122,15 +123,16 @@ impl Hasher {
     }
 }
 
-fn hashing_thread(jobs: &Mutex<Receiver<Work>>) {
+/// The working memory of the hashing threads: blocks not in use right now, taken by a thread for a hash and
+/// given back after it. Kept in one place so that whichever thread waits for work can free all of it.
+type Spare = Mutex<Vec<Vec<Block>>>;
+
+fn hashing_thread(jobs: &Mutex<Receiver<Work>>, spare: &Spare) {
     lower_priority();
-    let mut memory: Vec<Block> = Vec::new();
     loop {
         let next = {
-            let jobs = jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if memory.is_empty() {
+            let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            if lock(spare).is_empty() {
                 jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
             } else {
                 jobs.recv_timeout(KEEP_MEMORY)
@@ -138,16 +140,21 @@ fn hashing_thread(jobs: &Mutex<Receiver<Work>>) {
         };
         match next {
             Ok(work) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut memory)))
-                    .is_err()
-                {
-                    memory = Vec::new();
+                let mut memory = lock(spare).pop().unwrap_or_default();
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut memory)));
+                if ran.is_ok() && !memory.is_empty() {
+                    lock(spare).push(memory);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
+            Err(RecvTimeoutError::Timeout) => lock(spare).clear(),
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+fn lock(spare: &Spare) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+    spare.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Hashing threads run at nice 19 (Linux: the nice value is per thread): with cores to spare they hash at
