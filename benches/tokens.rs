@@ -1,9 +1,13 @@
-//! Signing and verifying a typical customer access token (EdDSA over Ed25519).
+//! Signing and verifying a typical customer access token (EdDSA over Ed25519), verifying it again through
+//! the cache of verified tokens (what an authenticated request pays after the token's first request), and
+//! the token work of a refresh (a new refresh token and the SHA-256 it is stored and found under).
 //! `cargo bench --bench tokens`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use shopd::auth::sessions::{hash_refresh_token, new_refresh_token};
+use shopd::auth::verified::{DEFAULT_CAPACITY, VerifiedTokens};
 use shopd::crypto::jwt::{Audience, Claims, Expectations, SigningKeys};
 
 fn bench(c: &mut Criterion) {
@@ -38,6 +42,21 @@ fn bench(c: &mut Criterion) {
     group.bench_function("sign", |b| b.iter(|| keys.sign(black_box(&claims))));
     group.bench_function("verify", |b| {
         b.iter(|| keys.verify(black_box(&token), &expect).unwrap())
+    });
+    let verified = VerifiedTokens::new(DEFAULT_CAPACITY);
+    verified.verify(&keys, &token, &expect).unwrap();
+    group.bench_function("verify again (verified-token cache hit)", |b| {
+        b.iter(|| verified.verify(&keys, black_box(&token), &expect).unwrap())
+    });
+    group.finish();
+
+    let presented = new_refresh_token();
+    let mut group = c.benchmark_group("refresh-token");
+    group.bench_function("new token and its stored hash", |b| {
+        b.iter(|| hash_refresh_token(&new_refresh_token()))
+    });
+    group.bench_function("hash of the presented token", |b| {
+        b.iter(|| hash_refresh_token(black_box(&presented)))
     });
     group.finish();
 }

@@ -120,7 +120,7 @@ pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-fn new_refresh_token() -> String {
+pub fn new_refresh_token() -> String {
     format!(
         "rt_{}",
         URL_SAFE_NO_PAD.encode(crate::config::secrets::random_bytes::<32>())
