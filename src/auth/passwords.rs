@@ -16,6 +16,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use crate::config::PasswordHashing;
 use crate::domain::Sensitive;
@@ -147,7 +148,13 @@ fn hashing_thread(jobs: &Mutex<Receiver<Work>>, spare: &Spare) {
                     lock(spare).push(memory);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => lock(spare).clear(),
+            Err(RecvTimeoutError::Timeout) => {
+                // Derived from passwords: wiped before the memory goes back to the system.
+                let freed = std::mem::take(&mut *lock(spare));
+                for mut memory in freed {
+                    memory.zeroize();
+                }
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
