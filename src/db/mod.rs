@@ -171,9 +171,9 @@ impl Db {
         self.run(f).await
     }
 
-    /// `run` for work that writes. On SQLite the work goes to the writer thread (see `sqlite_writer`): it runs
-    /// inside a savepoint of a group transaction (so it is atomic, and rolled back when it fails) and is
-    /// answered once its group is committed. On PostgreSQL it is `run`.
+    /// `run` for work that writes, in autocommit statements as on PostgreSQL (where it is `run`). On SQLite
+    /// the work goes to the writer thread (see `sqlite_writer`): alone, it runs as it is; beside other
+    /// writes, inside a savepoint of their group transaction, answered once the group is committed.
     pub async fn run_writing<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
@@ -181,12 +181,12 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         match self.backend {
-            Backend::Sqlite => self.on_sqlite_writer(f).await,
+            Backend::Sqlite => self.on_sqlite_writer(false, f).await,
             Backend::Postgres => self.run(f).await,
         }
     }
 
-    async fn on_sqlite_writer<T, E, F>(&self, f: F) -> Result<T, E>
+    async fn on_sqlite_writer<T, E, F>(&self, atomic: bool, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
@@ -194,7 +194,7 @@ impl Db {
     {
         let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let span = tracing::Span::current();
-        let job: sqlite_writer::Job = Box::new(move |conn| {
+        let work: sqlite_writer::Work = Box::new(move |conn| {
             let result = span.in_scope(|| f(conn));
             let ok = result.is_ok();
             let finish: sqlite_writer::Finish = Box::new(move |failed| {
@@ -206,6 +206,7 @@ impl Db {
             });
             (ok, finish)
         });
+        let job = sqlite_writer::Job { work, atomic };
         let not_made = || E::from(DbError::Unavailable("the write was not made".into()));
         self.sqlite_writer
             .get_or_init(|| sqlite_writer::start(self.pool.clone()))
@@ -241,7 +242,7 @@ impl Db {
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
         match self.backend {
-            Backend::Sqlite => self.on_sqlite_writer(f).await,
+            Backend::Sqlite => self.on_sqlite_writer(true, f).await,
             Backend::Postgres => self.run(move |conn| write_tx(conn, f)).await,
         }
     }

@@ -4,7 +4,8 @@
 //! 5, 10 … up to 100 ms a try), so under load writers waited far longer than their writes took. Here every
 //! write of this process is a job on one queue. The writer thread takes the jobs waiting (up to
 //! `MAX_GROUP`), runs them in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a job that
-//! fails is rolled back alone; a job alone in its group needs none), commits once, and only then answers each job: an answer never reports a
+//! fails is rolled back alone; a job alone in its group needs none, and a lone job of autocommit
+//! statements runs without a transaction), commits once, and only then answers each job: an answer never reports a
 //! write that is not committed, and a failed commit fails every job of its group (503, retry). One commit
 //! for many writes shares the WAL frames and the lock round of the commit among them.
 //!
@@ -22,7 +23,14 @@ use super::{DbConnection, Pool};
 /// Given the failure of the group's commit (if any), delivers the job's answer.
 pub(super) type Finish = Box<dyn FnOnce(Option<String>) + Send>;
 /// Runs in the group's transaction; says whether it succeeded (else its savepoint is rolled back).
-pub(super) type Job = Box<dyn FnOnce(&mut DbConnection) -> (bool, Finish) + Send>;
+pub(super) type Work = Box<dyn FnOnce(&mut DbConnection) -> (bool, Finish) + Send>;
+
+pub(super) struct Job {
+    pub work: Work,
+    /// Must be atomic (`Db::write`). A job that need not be (`Db::run_writing`, made for autocommit
+    /// statements) runs without a transaction when it is alone, as it would on PostgreSQL.
+    pub atomic: bool,
+}
 
 /// The most jobs one transaction takes.
 const MAX_GROUP: usize = 64;
@@ -59,17 +67,28 @@ fn commit_group(pool: &Pool, group: Vec<Job>) {
             return;
         }
     };
+    let alone = group.len() == 1;
+    if alone && !group[0].atomic {
+        let job = group.into_iter().next().expect("one job");
+        if let Ok((_, finish)) =
+            std::panic::catch_unwind(AssertUnwindSafe(|| (job.work)(&mut conn)))
+        {
+            finish(None);
+        } else {
+            tracing::error!("a write panicked");
+        }
+        return;
+    }
     if let Err(e) = begin(&mut conn) {
         tracing::warn!(error = %e, "the SQLite writer cannot begin a transaction");
         return;
     }
-    let alone = group.len() == 1;
     let mut finishes = Vec::with_capacity(group.len());
     for job in group {
         // A job alone needs no savepoint: when it fails, the whole transaction is rolled back.
         let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if alone {
-                let (ok, finish) = job(&mut conn);
+                let (ok, finish) = (job.work)(&mut conn);
                 (Some(ok), finish)
             } else {
                 (None, in_savepoint(&mut conn, job))
@@ -118,7 +137,7 @@ impl From<diesel::result::Error> for SavepointError {
 fn in_savepoint(conn: &mut DbConnection, job: Job) -> Finish {
     let mut finish: Option<Finish> = None;
     let result = conn.transaction::<(), SavepointError, _>(|conn| {
-        let (ok, f) = job(conn);
+        let (ok, f) = (job.work)(conn);
         finish = Some(f);
         if ok {
             Ok(())
