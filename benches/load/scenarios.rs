@@ -13,14 +13,12 @@ use anyhow::{Context, bail};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use shopd::crypto::webhook::WebhookSecrets;
+use shopd::orders::catalogue::MAX_STOCK;
 
 use crate::client::{PER_ADDRESS, Shop};
 use crate::servers::{Server, WEBHOOK_SECRET};
 use crate::twilio::FakeTwilio;
 use crate::wrk::{Script, WrkJob, request};
-
-/// The most stock a product can hold (shopd's own limit): enough for any run.
-const MAX_STOCK: i64 = 1_000_000_000;
 
 /// What a scenario is held to. Ratios are of scenario (a) measured in the same run.
 #[derive(Debug, Clone, Copy)]

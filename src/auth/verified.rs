@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::crypto::jwt::{Claims, Expectations, LEEWAY_SECS, SigningKeys, TokenError};
+use crate::crypto::jwt::{
+    Claims, Expectations, LEEWAY_SECS, SigningKeys, TokenError, check_claims,
+};
 
 /// About 300 bytes an entry: 20,000 tokens (every customer active in the last five minutes) is ~6 MB.
 pub const DEFAULT_CAPACITY: usize = 20_000;
@@ -48,7 +50,7 @@ impl VerifiedTokens {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let known = self.lock().get(&digest).cloned();
         if let Some(claims) = known {
-            still_valid(&claims, expect)?;
+            check_claims(&claims, expect)?;
             return Ok(claims);
         }
         let claims = keys.verify(token, expect)?;
@@ -78,23 +80,6 @@ impl VerifiedTokens {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// The checks of `SigningKeys::verify` after the signature, in the same order and with the same errors.
-fn still_valid(claims: &Claims, expect: &Expectations<'_>) -> Result<(), TokenError> {
-    if claims.exp <= expect.now.saturating_sub(LEEWAY_SECS) {
-        return Err(TokenError::Expired);
-    }
-    if claims.nbf > expect.now.saturating_add(LEEWAY_SECS) {
-        return Err(TokenError::NotYetValid);
-    }
-    if claims.iss != expect.issuer {
-        return Err(TokenError::WrongIssuer);
-    }
-    if claims.aud != expect.audience {
-        return Err(TokenError::WrongAudience);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

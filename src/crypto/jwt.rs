@@ -109,6 +109,24 @@ pub struct SigningKeys {
     verifiers: Vec<(KeyId, VerifyingKey)>,
 }
 
+/// The checks of a token's claims once its signature is known good: expiry and not-before with
+/// `LEEWAY_SECS`, issuer, audience. Also run on every hit of the verified-token cache.
+pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), TokenError> {
+    if claims.exp <= expect.now.saturating_sub(LEEWAY_SECS) {
+        return Err(TokenError::Expired);
+    }
+    if claims.nbf > expect.now.saturating_add(LEEWAY_SECS) {
+        return Err(TokenError::NotYetValid);
+    }
+    if claims.iss != expect.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if claims.aud != expect.audience {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(())
+}
+
 impl SigningKeys {
     /// Parses `kid:base64,kid:base64,…`, with the rules and errors of `MasterKeyRing::parse`.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
@@ -214,18 +232,7 @@ impl SigningKeys {
 
         // From here on the payload is ours.
         let claims: Claims = decode_object(payload_b64)?;
-        if claims.exp <= expect.now.saturating_sub(LEEWAY_SECS) {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf > expect.now.saturating_add(LEEWAY_SECS) {
-            return Err(TokenError::NotYetValid);
-        }
-        if claims.iss != expect.issuer {
-            return Err(TokenError::WrongIssuer);
-        }
-        if claims.aud != expect.audience {
-            return Err(TokenError::WrongAudience);
-        }
+        check_claims(&claims, expect)?;
         Ok(claims)
     }
 

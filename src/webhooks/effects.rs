@@ -87,12 +87,13 @@ impl From<AppError> for ApplyError {
     }
 }
 
-/// Applies `event` and records its receipt; returns the outcome and the order it concerned.
+/// Applies `event` and records its receipt; returns the outcome and the order it concerned (as it was read
+/// before the effect).
 pub fn apply(
     conn: &mut DbConnection,
     provider: Provider,
     event: &PaymentEvent,
-) -> Result<(Outcome, Option<String>), ApplyError> {
+) -> Result<(Outcome, Option<OrderSummary>), ApplyError> {
     // The receipt first: a concurrent delivery of the same event waits on this key and then fails with a
     // unique violation, which rolls its transaction back as a duplicate.
     let seen: i64 = webhook_receipts::table
@@ -127,14 +128,13 @@ pub fn apply(
         None => Outcome::UnknownOrder,
         Some(order) => effect(conn, provider, event, order)?,
     };
-    let order_id = order.map(|o| o.id);
     diesel::update(webhook_receipts::table.find((provider.as_str(), &event.event_id)))
         .set((
             webhook_receipts::outcome.eq(outcome.as_str()),
-            webhook_receipts::order_id.eq(&order_id),
+            webhook_receipts::order_id.eq(order.as_ref().map(|o| &o.id)),
         ))
         .execute(conn)?;
-    Ok((outcome, order_id))
+    Ok((outcome, order))
 }
 
 /// The order an event is about: by the order id it carries, checked against the payment id; or by the

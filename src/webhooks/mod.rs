@@ -220,17 +220,22 @@ impl Webhooks {
                     let audit = Audit {
                         event_id: Some(e.event_id.clone()),
                         event_type: Some(e.kind.as_str().to_owned()),
-                        ..Audit::outcome(order.clone(), None, outcome.as_str())
+                        ..Audit::outcome(
+                            order.as_ref().map(|o| o.id.clone()),
+                            None,
+                            outcome.as_str(),
+                        )
                     };
-                    keep(conn, &vault, provider, &headers, &body, &audit)?;
-                    Ok((outcome, order))
+                    let customer = order.as_ref().map(|o| o.customer_id.as_str());
+                    keep(conn, &vault, provider, &headers, &body, &audit, customer)?;
+                    Ok(outcome)
                 })
                 .await;
             match result {
                 Err(ApplyError::Duplicate) if attempt == 0 => attempt += 1,
                 Err(ApplyError::Duplicate) => break Ok(None),
                 Err(ApplyError::App(e)) => break Err(e),
-                Ok((outcome, _)) => break Ok(Some(outcome)),
+                Ok(outcome) => break Ok(Some(outcome)),
             }
         };
         match applied? {
@@ -254,7 +259,7 @@ impl Webhooks {
         let body = body.to_vec();
         let result = self
             .db
-            .write(move |conn| keep(conn, &vault, provider, &headers, &body, &audit))
+            .write(move |conn| keep(conn, &vault, provider, &headers, &body, &audit, None))
             .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "a webhook delivery could not be kept for audit");
@@ -293,8 +298,9 @@ fn now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
-/// Inserts the audit row of a delivery. The body is sealed under the data key of the order's customer, so
-/// erasing them shreds it too; a body that cannot be tied to an order is kept only as its digest.
+/// Inserts the audit row of a delivery. The body is sealed under the data key of `customer` (the customer
+/// of the order it concerns), so erasing them shreds it too; a body that cannot be tied to an order is kept
+/// only as its digest.
 fn keep(
     conn: &mut DbConnection,
     vault: &Vault,
@@ -302,14 +308,10 @@ fn keep(
     headers: &str,
     body: &[u8],
     audit: &Audit,
+    customer: Option<&str>,
 ) -> AppResult<()> {
     let id = uuid::Uuid::now_v7().to_string();
-    let customer_id: Option<String> = match &audit.order_id {
-        Some(order_id) => crate::orders::read::summary(conn, order_id)
-            .ok()
-            .map(|o| o.customer_id),
-        None => None,
-    };
+    let customer_id = customer.map(str::to_owned);
     let sealed = match &customer_id {
         Some(customer) => {
             let text = String::from_utf8_lossy(body);
