@@ -23,6 +23,10 @@ use crate::notify::outbox::{self, Notification};
 
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const REUSE_GRACE: Duration = Duration::from_secs(10);
+/// A session's `last_used_at` is moved by a refresh only when it is at least this old: one write fewer for
+/// most refreshes of a busy client, and idleness (1 hour for staff, 7 days for customers) is still measured to
+/// the minute.
+pub const LAST_USED_PRECISION: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -272,28 +276,8 @@ impl TokenIssuer {
             .into());
         }
 
-        let spent_now = spent_at.is_none()
-            && diesel::update(
-                refresh_tokens::table
-                    .find(&hash)
-                    .filter(refresh_tokens::spent_at.is_null()),
-            )
-            .set(refresh_tokens::spent_at.eq(now))
-            .execute(conn)?
-                == 1;
-        if spent_now {
-            if let Some(parent) = &parent {
-                // The sibling that lost the race is spent with it: one line of descent goes on.
-                diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::parent_hash.eq(parent))
-                        .filter(refresh_tokens::hash.ne(&hash))
-                        .filter(refresh_tokens::spent_at.is_null()),
-                )
-                .set(refresh_tokens::spent_at.eq(now))
-                .execute(conn)?;
-            }
-        } else {
+        let spent_now = spent_at.is_none() && spend(conn, &hash, parent.as_deref(), now)?;
+        if !spent_now {
             let spent_at: Option<NaiveDateTime> = refresh_tokens::table
                 .find(&hash)
                 .select(refresh_tokens::spent_at)
@@ -330,12 +314,54 @@ impl TokenIssuer {
                 });
             }
         }
-        diesel::update(sessions::table.find(&session.id))
-            .set(sessions::last_used_at.eq(now))
-            .execute(conn)?;
+        if now - session.last_used_at >= secs(LAST_USED_PRECISION) {
+            diesel::update(sessions::table.find(&session.id))
+                .set(sessions::last_used_at.eq(now))
+                .execute(conn)?;
+        }
         self.issue(conn, &session, audience, Some(&hash), now)
             .map(Refreshed::Pair)
     }
+}
+
+/// Spends the refresh token `hash` and, with it, its unspent siblings (the children of the same `parent` that
+/// lost a race to it): one line of descent goes on. One statement; returns whether `hash` itself was unspent
+/// until now (a concurrent refresh of the same token finds it spent and gets false).
+fn spend(
+    conn: &mut DbConnection,
+    hash: &[u8],
+    parent: Option<&[u8]>,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let target = refresh_tokens::table
+        .filter(refresh_tokens::spent_at.is_null())
+        .filter(
+            refresh_tokens::hash
+                .eq(hash)
+                .or(refresh_tokens::parent_hash.eq(parent)),
+        );
+    let spent: Vec<Vec<u8>> = match conn {
+        DbConnection::Sqlite(c) => diesel::update(target)
+            .set(refresh_tokens::spent_at.eq(now))
+            .returning(refresh_tokens::hash)
+            .get_results(c)?,
+        DbConnection::Postgresql(c) => diesel::update(target)
+            .set(refresh_tokens::spent_at.eq(now))
+            .returning(refresh_tokens::hash)
+            .get_results(c)?,
+    };
+    if spent.iter().any(|h| h == hash) {
+        return Ok(true);
+    }
+    if !spent.is_empty() {
+        // A concurrent refresh spent `hash` between its read and this statement (only on PostgreSQL: the
+        // SQLite writer runs one job at a time), and a sibling made since was spent with nothing to show for
+        // it. Give it back: this transaction holds its row.
+        diesel::update(refresh_tokens::table.filter(refresh_tokens::hash.eq_any(&spent)))
+            .set(refresh_tokens::spent_at.eq(None::<NaiveDateTime>))
+            .execute(conn)?;
+    }
+    Ok(false)
 }
 
 /// Ends one session if it is still live; returns whether it did.

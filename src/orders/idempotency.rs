@@ -1,8 +1,9 @@
 //! Idempotency keys of order placement (DESIGN §7). A key belongs to one customer and is kept 24 hours.
 //!
-//! - The first request with a key claims it in a committed row of its own (`claim`) before any work, so a
-//!   second request with the same key, arriving while the first runs, finds the claim: 409
-//!   `idempotency_in_progress`.
+//! - The first request with a key claims it (`claim`) in the transaction that makes its order, committed before
+//!   the payment is created, so a second request with the same key, arriving while the first runs, finds the
+//!   claim: 409 `idempotency_in_progress` (arriving during that transaction, it waits the few milliseconds
+//!   until the claim is committed or rolled back).
 //! - The row keeps a keyed digest of the request (`IndexKind::OrderRequest`): the same key with another body is
 //!   422 `idempotency_key_reused`.
 //! - When the order is made and its payment created, the full response (status and body bytes, the body sealed
@@ -16,11 +17,10 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use sha2::{Digest, Sha256};
 
 use crate::db::DbConnection;
-use crate::db::schema::idempotency_keys;
+use crate::db::schema::{idempotency_keys, orders};
 use crate::error::{AppError, AppResult, Problem};
 use crate::vault::{Field, Opened, Vault};
 
@@ -102,13 +102,6 @@ fn response_field(key_id: &str) -> Field<'_> {
     }
 }
 
-fn is_unique_violation(e: &DieselError) -> bool {
-    matches!(
-        e,
-        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
-    )
-}
-
 #[derive(Queryable)]
 struct KeyRow {
     id: String,
@@ -122,8 +115,8 @@ fn lease_end(now: NaiveDateTime) -> NaiveDateTime {
     now + chrono::Duration::from_std(LEASE).expect("a short lease")
 }
 
-/// Claims `key` for a request with this digest. The insert is its own statement, committed at once (not part
-/// of any transaction), so other requests see the claim while this one works.
+/// Claims `key` for a request with this digest, inside the transaction that makes the order: the claim is
+/// committed with the order, before the payment is created, so other requests see it while this one works.
 pub(super) fn claim(
     conn: &mut DbConnection,
     vault: &Vault,
@@ -137,21 +130,30 @@ pub(super) fn claim(
         token: uuid::Uuid::new_v4().to_string(),
     };
     for _ in 0..3 {
-        let inserted = diesel::insert_into(idempotency_keys::table)
-            .values((
-                idempotency_keys::id.eq(&held.key_id),
-                idempotency_keys::customer_id.eq(customer_id),
-                idempotency_keys::key_hash.eq(key_hash),
-                idempotency_keys::request_hash.eq(request_hash),
-                idempotency_keys::claim_token.eq(Some(&held.token)),
-                idempotency_keys::claimed_until.eq(Some(lease_end(now))),
-                idempotency_keys::created_at.eq(now),
-            ))
-            .execute(conn);
-        match inserted {
-            Ok(_) => return Ok(Claim::Fresh(held)),
-            Err(e) if is_unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
+        let values = (
+            idempotency_keys::id.eq(&held.key_id),
+            idempotency_keys::customer_id.eq(customer_id),
+            idempotency_keys::key_hash.eq(key_hash),
+            idempotency_keys::request_hash.eq(request_hash),
+            idempotency_keys::claim_token.eq(Some(&held.token)),
+            idempotency_keys::claimed_until.eq(Some(lease_end(now))),
+            idempotency_keys::created_at.eq(now),
+        );
+        // `ON CONFLICT DO NOTHING`, not a caught unique violation: on PostgreSQL a failed statement would
+        // abort the transaction the claim is part of. A concurrent claim of the same key, not yet committed,
+        // is waited for; then the key is read as it was committed.
+        let inserted = match conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(idempotency_keys::table)
+                .values(values)
+                .on_conflict_do_nothing()
+                .execute(c)?,
+            DbConnection::Postgresql(c) => diesel::insert_into(idempotency_keys::table)
+                .values(values)
+                .on_conflict_do_nothing()
+                .execute(c)?,
+        };
+        if inserted == 1 {
+            return Ok(Claim::Fresh(held));
         }
         let row: Option<KeyRow> = idempotency_keys::table
             .filter(idempotency_keys::customer_id.eq(customer_id))
@@ -217,31 +219,61 @@ pub(super) fn claim(
     Err(in_progress())
 }
 
-/// Stores the response of a claimed key for replays and ends the claim. Returns false when the claim was lost
-/// (its lease ran out and another request took the key over); the response is then not stored.
+/// The payment an order's response names, stored on the order as the response is stored under its key.
+pub(super) struct OrderPayment<'a> {
+    pub order_id: &'a str,
+    pub payment_id: &'a str,
+}
+
+/// Stores the response of a claimed key for replays, ends the claim, and stores the payment id on its order, as
+/// one write: one statement on PostgreSQL (a data-modifying CTE: one round trip, one commit); on SQLite two
+/// statements, one commit with the writer's group when it has one (in-process, no round trips). Returns false when the claim was lost (its lease ran out and
+/// another request took the key over); the response is then not stored, the payment id is.
 pub(super) fn finish(
     conn: &mut DbConnection,
     vault: &Vault,
     customer_id: &str,
     held: &Held,
+    payment: OrderPayment<'_>,
     status: u16,
     body: &[u8],
 ) -> AppResult<bool> {
+    use diesel::sql_types::{Binary, Integer, Text};
     let text = std::str::from_utf8(body)
         .map_err(|_| AppError::Internal(anyhow::anyhow!("a response body is not UTF-8")))?;
     let sealed = vault.seal(conn, customer_id, response_field(&held.key_id), text)?;
-    let stored = diesel::update(
-        idempotency_keys::table
-            .filter(idempotency_keys::id.eq(&held.key_id))
-            .filter(idempotency_keys::claim_token.eq(&held.token)),
-    )
-    .set((
-        idempotency_keys::response_status.eq(Some(i32::from(status))),
-        idempotency_keys::response_body.eq(Some(sealed)),
-        idempotency_keys::claim_token.eq(None::<String>),
-        idempotency_keys::claimed_until.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)?;
+    let status = i32::from(status);
+    let stored = match conn {
+        DbConnection::Postgresql(c) => diesel::sql_query(
+            "WITH paid AS (UPDATE orders SET payment_id = $1 WHERE id = $2) \
+             UPDATE idempotency_keys SET response_status = $3, response_body = $4, claim_token = NULL, \
+             claimed_until = NULL WHERE id = $5 AND claim_token = $6",
+        )
+        .bind::<Text, _>(payment.payment_id)
+        .bind::<Text, _>(payment.order_id)
+        .bind::<Integer, _>(status)
+        .bind::<Binary, _>(&sealed)
+        .bind::<Text, _>(&held.key_id)
+        .bind::<Text, _>(&held.token)
+        .execute(c)?,
+        DbConnection::Sqlite(_) => {
+            diesel::update(orders::table.find(payment.order_id))
+                .set(orders::payment_id.eq(Some(payment.payment_id)))
+                .execute(conn)?;
+            diesel::update(
+                idempotency_keys::table
+                    .filter(idempotency_keys::id.eq(&held.key_id))
+                    .filter(idempotency_keys::claim_token.eq(&held.token)),
+            )
+            .set((
+                idempotency_keys::response_status.eq(Some(status)),
+                idempotency_keys::response_body.eq(Some(&sealed)),
+                idempotency_keys::claim_token.eq(None::<String>),
+                idempotency_keys::claimed_until.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)?
+        }
+    };
     Ok(stored == 1)
 }
 
@@ -257,18 +289,6 @@ pub(super) fn release(conn: &mut DbConnection, held: &Held) -> QueryResult<()> {
         idempotency_keys::claim_token.eq(None::<String>),
         idempotency_keys::claimed_until.eq(None::<NaiveDateTime>),
     ))
-    .execute(conn)?;
-    Ok(())
-}
-
-/// Forgets a claimed key under which nothing was made (the request was refused: unknown product, out of stock):
-/// a refused request leaves no trace, and the same key may be sent again.
-pub(super) fn abandon(conn: &mut DbConnection, held: &Held) -> QueryResult<()> {
-    diesel::delete(
-        idempotency_keys::table
-            .filter(idempotency_keys::id.eq(&held.key_id))
-            .filter(idempotency_keys::claim_token.eq(&held.token)),
-    )
     .execute(conn)?;
     Ok(())
 }

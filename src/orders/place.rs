@@ -1,13 +1,13 @@
 //! Placing an order: `POST /v1/orders`.
 //!
-//! 1. Claim the Idempotency-Key (one committed insert; a replay or a reuse ends here).
-//! 2. In one write transaction: read the products' prices (prices come only from the database), reserve the
-//!    stock of each line with a conditional decrement (`stock = stock - n WHERE stock >= n AND active`, never
-//!    read-then-write), seal the shipping address under the customer's data key, insert the order, its lines
-//!    and its first event. Anything refused here rolls back whole, and the key is forgotten. (On SQLite, steps
-//!    1 and 2 are one job of the writer thread, atomic as a whole: see `db::sqlite_writer`.)
+//! 1. Claim the Idempotency-Key (a replay or a reuse ends here).
+//! 2. In the same write transaction: read the products' prices (prices come only from the database), reserve
+//!    the stock of each line with a conditional decrement (`stock = stock - n WHERE stock >= n AND active`,
+//!    never read-then-write), seal the shipping address under the customer's data key, insert the order, its
+//!    lines and its first event. Anything refused here rolls back whole, the claim with it: the key is
+//!    forgotten. (On SQLite the transaction is a job of the writer thread: see `db::sqlite_writer`.)
 //! 3. Create the payment with the provider, outside any transaction (a network call never holds a lock).
-//! 4. Store the payment id on the order and the response under the key.
+//! 4. Store the payment id on the order and the response under the key (one statement on PostgreSQL).
 //!
 //! When the provider fails at step 3, the order stays `pending_payment` with its stock held, the claim is
 //! released, and the answer is 502 `payment_provider_unavailable`. The same request again (same key, same body)
@@ -20,12 +20,12 @@ use std::collections::HashSet;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::idempotency::{self, Claim, Held, IdempotencyKey, StoredResponse};
+use super::idempotency::{self, Claim, Held, IdempotencyKey, OrderPayment, StoredResponse};
 use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
+use crate::db::DbConnection;
 use crate::db::schema::{order_items, orders, products};
-use crate::db::{DbConnection, in_transaction, write_tx};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::payments::{Payment, PaymentError, PaymentRequest};
@@ -169,36 +169,29 @@ impl Orders {
             .blind_index(IndexKind::OrderRequest, &order.canonical());
         let this = self.clone();
         let customer = customer_id.to_owned();
+        // The claim and the order in one transaction: a refused order (unknown product, out of stock) rolls
+        // the claim back with it, leaving no trace.
         let step = self
             .db
-            .run_writing(move |conn| -> AppResult<Step> {
+            .write(move |conn| -> AppResult<Step> {
                 let now = now();
-                let (held, resumed) =
-                    match idempotency::claim(conn, &this.vault, &customer, &key_hash, &request_hash, now)?
-                    {
-                        Claim::Replay(stored) => return Ok(Step::Done(stored)),
-                        Claim::Fresh(held) => (held, false),
-                        Claim::Resumed(held) => (held, true),
-                    };
+                let (held, resumed) = match idempotency::claim(
+                    conn,
+                    &this.vault,
+                    &customer,
+                    &key_hash,
+                    &request_hash,
+                    now,
+                )? {
+                    Claim::Replay(stored) => return Ok(Step::Done(stored)),
+                    Claim::Fresh(held) => (held, false),
+                    Claim::Resumed(held) => (held, true),
+                };
                 if resumed && let Some(made) = made_under(conn, &held.key_id)? {
                     return Ok(Step::Pay(held, made));
                 }
-                // Inside the SQLite writer's transaction, a failure of this job rolls all of it back (the
-                // claim too), so the order needs no transaction of its own there.
-                let created = if in_transaction(conn) {
-                    this.create(conn, &customer, &held, &order, now)
-                } else {
-                    write_tx(conn, |conn| this.create(conn, &customer, &held, &order, now))
-                };
-                match created {
-                    Ok(made) => Ok(Step::Pay(held, made)),
-                    Err(e) => {
-                        if let Err(cleanup) = idempotency::abandon(conn, &held) {
-                            tracing::warn!(error = %cleanup, "cannot forget a refused idempotency key");
-                        }
-                        Err(e)
-                    }
-                }
+                let made = this.create(conn, &customer, &held, &order, now)?;
+                Ok(Step::Pay(held, made))
             })
             .await?;
         let (held, made) = match step {
@@ -253,10 +246,19 @@ impl Orders {
         let stored = self
             .db
             .run_writing(move |conn| -> AppResult<bool> {
-                diesel::update(orders::table.find(&order_id))
-                    .set(orders::payment_id.eq(Some(&payment_id)))
-                    .execute(conn)?;
-                idempotency::finish(conn, &this.vault, &customer, &held, 201, &stored_body)
+                let payment = OrderPayment {
+                    order_id: &order_id,
+                    payment_id: &payment_id,
+                };
+                idempotency::finish(
+                    conn,
+                    &this.vault,
+                    &customer,
+                    &held,
+                    payment,
+                    201,
+                    &stored_body,
+                )
             })
             .await?;
         if !stored {
