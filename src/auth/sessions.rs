@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
-use crate::db::DbConnection;
+use crate::db::{DbConnection, direct};
 use crate::db::schema::{refresh_tokens, security_events, sessions};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
@@ -89,6 +89,31 @@ pub struct SessionRow {
     pub expires_at: NaiveDateTime,
     pub ended_at: Option<NaiveDateTime>,
 }
+
+/// The columns of a `SessionRow`, in its order.
+const SESSION_COLUMNS: (
+    sessions::id,
+    sessions::audience,
+    sessions::subject_id,
+    sessions::role,
+    sessions::client,
+    sessions::auth_time,
+    sessions::created_at,
+    sessions::last_used_at,
+    sessions::expires_at,
+    sessions::ended_at,
+) = (
+    sessions::id,
+    sessions::audience,
+    sessions::subject_id,
+    sessions::role,
+    sessions::client,
+    sessions::auth_time,
+    sessions::created_at,
+    sessions::last_used_at,
+    sessions::expires_at,
+    sessions::ended_at,
+);
 
 impl SessionRow {
     fn is_live(&self, now: NaiveDateTime, policy: SessionPolicy) -> bool {
@@ -204,14 +229,15 @@ impl TokenIssuer {
         now: NaiveDateTime,
     ) -> AppResult<Issued> {
         let refresh = new_refresh_token();
-        diesel::insert_into(refresh_tokens::table)
-            .values((
+        direct::execute(
+            diesel::insert_into(refresh_tokens::table).values((
                 refresh_tokens::hash.eq(hash_refresh_token(&refresh)),
                 refresh_tokens::session_id.eq(&session.id),
                 refresh_tokens::parent_hash.eq(parent),
                 refresh_tokens::issued_at.eq(now),
-            ))
-            .execute(conn)?;
+            )),
+            conn,
+        )?;
         let iat = now.and_utc().timestamp();
         let exp =
             (iat + ACCESS_TOKEN_TTL.as_secs() as i64).min(session.expires_at.and_utc().timestamp());
@@ -251,16 +277,14 @@ impl TokenIssuer {
         }
         let hash = hash_refresh_token(token);
         // The token and its session in one query (one round trip).
-        let Some((parent, spent_at, session)) = refresh_tokens::table
-            .inner_join(sessions::table)
-            .filter(refresh_tokens::hash.eq(&hash))
-            .select((
-                refresh_tokens::parent_hash,
-                refresh_tokens::spent_at,
-                SessionRow::as_select(),
-            ))
-            .first::<(Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)>(conn)
-            .optional()?
+        let Some((parent, spent_at, session)) = direct::first::<_, (Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)>(
+            refresh_tokens::table
+                .inner_join(sessions::table)
+                .filter(refresh_tokens::hash.eq(&hash))
+                .select((refresh_tokens::parent_hash, refresh_tokens::spent_at, SESSION_COLUMNS)),
+            conn,
+        )
+        .optional()?
         else {
             return Err(invalid_refresh_token());
         };
@@ -315,9 +339,10 @@ impl TokenIssuer {
             }
         }
         if now - session.last_used_at >= secs(LAST_USED_PRECISION) {
-            diesel::update(sessions::table.find(&session.id))
-                .set(sessions::last_used_at.eq(now))
-                .execute(conn)?;
+            direct::execute(
+                diesel::update(sessions::table.find(&session.id)).set(sessions::last_used_at.eq(now)),
+                conn,
+            )?;
         }
         self.issue(conn, &session, audience, Some(&hash), now)
             .map(Refreshed::Pair)

@@ -1,6 +1,7 @@
 //! The database: one connection type over SQLite and PostgreSQL, the pool, the embedded migrations, and the
 //! one way to run blocking diesel work off the async workers. Backend differences stay in match arms here.
 
+pub mod direct;
 pub mod schema;
 mod sqlite_writer;
 

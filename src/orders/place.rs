@@ -24,7 +24,7 @@ use super::idempotency::{self, Claim, Held, IdempotencyKey, OrderPayment, Stored
 use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
-use crate::db::DbConnection;
+use crate::db::{DbConnection, direct};
 use crate::db::schema::{order_items, orders, products};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
@@ -298,16 +298,18 @@ impl Orders {
         now: NaiveDateTime,
     ) -> AppResult<Made> {
         let ids: Vec<&str> = order.lines.iter().map(|l| l.product_id.as_str()).collect();
-        let found: Vec<(String, String, i64, String)> = products::table
-            .filter(products::id.eq_any(&ids))
-            .filter(products::active.eq(true))
-            .select((
-                products::id,
-                products::name,
-                products::price,
-                products::currency,
-            ))
-            .load(conn)?;
+        let found: Vec<(String, String, i64, String)> = direct::load(
+            products::table
+                .filter(products::id.eq_any(&ids))
+                .filter(products::active.eq(true))
+                .select((
+                    products::id,
+                    products::name,
+                    products::price,
+                    products::currency,
+                )),
+            conn,
+        )?;
         let mut priced = Vec::with_capacity(order.lines.len());
         for (i, line) in order.lines.iter().enumerate() {
             let (_, name, price, currency) = found
@@ -324,14 +326,16 @@ impl Orders {
         let mut by_id: Vec<_> = priced.iter().collect();
         by_id.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));
         for (i, line, name, _) in by_id {
-            let reserved = diesel::update(
-                products::table
-                    .filter(products::id.eq(&line.product_id))
-                    .filter(products::stock.ge(line.quantity))
-                    .filter(products::active.eq(true)),
-            )
-            .set(products::stock.eq(products::stock - line.quantity))
-            .execute(conn)?;
+            let reserved = direct::execute(
+                diesel::update(
+                    products::table
+                        .filter(products::id.eq(&line.product_id))
+                        .filter(products::stock.ge(line.quantity))
+                        .filter(products::active.eq(true)),
+                )
+                .set(products::stock.eq(products::stock - line.quantity)),
+                conn,
+            )?;
             if reserved == 0 {
                 return Err(Problem {
                     field: Some(format!("items[{i}].product_id")),
@@ -378,8 +382,8 @@ impl Orders {
         let expires_at =
             now + chrono::Duration::from_std(self.payment_ttl).expect("at most 7 days");
         let status = OrderStatus::PendingPayment;
-        let inserted = diesel::insert_into(orders::table)
-            .values((
+        let inserted = direct::execute(
+            diesel::insert_into(orders::table).values((
                 orders::id.eq(&id),
                 orders::customer_id.eq(customer_id),
                 orders::status.eq(status.as_str()),
@@ -392,8 +396,9 @@ impl Orders {
                 orders::expires_at.eq(expires_at),
                 orders::created_at.eq(now),
                 orders::updated_at.eq(now),
-            ))
-            .execute(conn);
+            )),
+            conn,
+        );
         match inserted {
             Ok(_) => {}
             // Another request took this key over (its lease ran out) and made the order first.

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::Page;
 use super::state::OrderStatus;
-use crate::db::DbConnection;
+use crate::db::{DbConnection, direct};
 use crate::db::schema::{order_items, orders};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult};
@@ -191,8 +191,8 @@ pub fn detail(
     customer_id: Option<&str>,
 ) -> AppResult<OrderDetail> {
     // The order and its lines in one query (one round trip; every order has at least one line), and two
-    // fixed queries rather than one boxed query: diesel caches the prepared statement of a fixed query and
-    // prepares a boxed one again on every call.
+    // fixed queries rather than one boxed query: diesel finds the prepared statement of a fixed query by its
+    // type (on the backend's own connection: `db::direct`) and prepares a boxed one again on every call.
     let columns = (
         orders::id,
         orders::status,
@@ -221,12 +221,14 @@ pub fn detail(
         .inner_join(order_items::table)
         .filter(orders::id.eq(order_id));
     let rows: Vec<Row> = match customer_id {
-        Some(customer_id) => joined
-            .filter(orders::customer_id.eq(customer_id))
-            .select(columns)
-            .order(order_items::line)
-            .load(conn)?,
-        None => joined.select(columns).order(order_items::line).load(conn)?,
+        Some(customer_id) => direct::load(
+            joined
+                .filter(orders::customer_id.eq(customer_id))
+                .select(columns)
+                .order(order_items::line),
+            conn,
+        )?,
+        None => direct::load(joined.select(columns).order(order_items::line), conn)?,
     };
     let Some((id, status, amount, currency, created_at, updated_at, ..)) = rows.first().cloned()
     else {
