@@ -39,7 +39,11 @@ pub async fn request_context(
         .filter(|v| valid_request_id(v))
         .map(str::to_owned)
         // A random UUID from the thread's CSPRNG (seeded by the OS): no system call per request.
-        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        });
     req.extensions_mut().insert(RequestId(id.clone()));
     let route = req
         .match_pattern()

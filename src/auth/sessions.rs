@@ -15,8 +15,8 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
-use crate::db::{DbConnection, direct};
 use crate::db::schema::{refresh_tokens, security_events, sessions};
+use crate::db::{DbConnection, direct};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Notification};
@@ -277,14 +277,19 @@ impl TokenIssuer {
         }
         let hash = hash_refresh_token(token);
         // The token and its session in one query (one round trip).
-        let Some((parent, spent_at, session)) = direct::first::<_, (Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)>(
-            refresh_tokens::table
-                .inner_join(sessions::table)
-                .filter(refresh_tokens::hash.eq(&hash))
-                .select((refresh_tokens::parent_hash, refresh_tokens::spent_at, SESSION_COLUMNS)),
-            conn,
-        )
-        .optional()?
+        let Some((parent, spent_at, session)) =
+            direct::first::<_, (Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)>(
+                refresh_tokens::table
+                    .inner_join(sessions::table)
+                    .filter(refresh_tokens::hash.eq(&hash))
+                    .select((
+                        refresh_tokens::parent_hash,
+                        refresh_tokens::spent_at,
+                        SESSION_COLUMNS,
+                    )),
+                conn,
+            )
+            .optional()?
         else {
             return Err(invalid_refresh_token());
         };
@@ -340,7 +345,8 @@ impl TokenIssuer {
         }
         if now - session.last_used_at >= secs(LAST_USED_PRECISION) {
             direct::execute(
-                diesel::update(sessions::table.find(&session.id)).set(sessions::last_used_at.eq(now)),
+                diesel::update(sessions::table.find(&session.id))
+                    .set(sessions::last_used_at.eq(now)),
                 conn,
             )?;
         }

@@ -24,8 +24,8 @@ use super::idempotency::{self, Claim, Held, IdempotencyKey, OrderPayment, Stored
 use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
-use crate::db::{DbConnection, direct};
 use crate::db::schema::{order_items, orders, products};
+use crate::db::{DbConnection, direct};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::payments::{Payment, PaymentError, PaymentRequest};

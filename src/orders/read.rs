@@ -1,13 +1,15 @@
 //! Reading orders: the customer's list and detail (no address), the address on its own, and the summaries the
 //! webhooks and staff work from.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::Page;
 use super::state::OrderStatus;
-use crate::db::{DbConnection, direct};
 use crate::db::schema::{order_items, orders};
+use crate::db::{DbConnection, direct};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult};
 use crate::vault::{Field, Opened, Vault};
@@ -184,6 +186,47 @@ pub fn list_for_customer(
     Ok(Page::of(lines, limit, |l| l.id.clone()))
 }
 
+/// The columns of an order's detail: the order, its customer, and one of its lines.
+const DETAIL_COLUMNS: (
+    orders::id,
+    orders::customer_id,
+    orders::status,
+    orders::total_amount,
+    orders::currency,
+    orders::created_at,
+    orders::updated_at,
+    order_items::product_id,
+    order_items::name,
+    order_items::quantity,
+    order_items::unit_price,
+) = (
+    orders::id,
+    orders::customer_id,
+    orders::status,
+    orders::total_amount,
+    orders::currency,
+    orders::created_at,
+    orders::updated_at,
+    order_items::product_id,
+    order_items::name,
+    order_items::quantity,
+    order_items::unit_price,
+);
+
+type DetailRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    NaiveDateTime,
+    NaiveDateTime,
+    String,
+    String,
+    i32,
+    i64,
+);
+
 /// An order with its lines; `NotFound` when it does not exist or, with `customer_id`, is someone else's.
 pub fn detail(
     conn: &mut DbConnection,
@@ -193,47 +236,58 @@ pub fn detail(
     // The order and its lines in one query (one round trip; every order has at least one line), and two
     // fixed queries rather than one boxed query: diesel finds the prepared statement of a fixed query by its
     // type (on the backend's own connection: `db::direct`) and prepares a boxed one again on every call.
-    let columns = (
-        orders::id,
-        orders::status,
-        orders::total_amount,
-        orders::currency,
-        orders::created_at,
-        orders::updated_at,
-        order_items::product_id,
-        order_items::name,
-        order_items::quantity,
-        order_items::unit_price,
-    );
-    type Row = (
-        String,
-        String,
-        i64,
-        String,
-        NaiveDateTime,
-        NaiveDateTime,
-        String,
-        String,
-        i32,
-        i64,
-    );
     let joined = orders::table
         .inner_join(order_items::table)
         .filter(orders::id.eq(order_id));
-    let rows: Vec<Row> = match customer_id {
+    let rows: Vec<DetailRow> = match customer_id {
         Some(customer_id) => direct::load(
             joined
                 .filter(orders::customer_id.eq(customer_id))
-                .select(columns)
+                .select(DETAIL_COLUMNS)
                 .order(order_items::line),
             conn,
         )?,
-        None => direct::load(joined.select(columns).order(order_items::line), conn)?,
+        None => direct::load(joined.select(DETAIL_COLUMNS).order(order_items::line), conn)?,
     };
-    let Some((id, status, amount, currency, created_at, updated_at, ..)) = rows.first().cloned()
-    else {
-        return Err(AppError::NotFound);
-    };
+    match detail_of(rows) {
+        Some((_, detail)) => detail,
+        None => Err(AppError::NotFound),
+    }
+}
+
+/// Several orders with their lines, each with its customer, in one query; an id without an order is left out.
+/// (The batched reads of `orders::detail_reads`.)
+pub fn details(
+    conn: &mut DbConnection,
+    order_ids: &[&str],
+) -> AppResult<HashMap<String, (String, OrderDetail)>> {
+    let rows: Vec<DetailRow> = direct::load(
+        orders::table
+            .inner_join(order_items::table)
+            .filter(orders::id.eq_any(order_ids))
+            .select(DETAIL_COLUMNS)
+            .order((orders::id, order_items::line)),
+        conn,
+    )?;
+    let mut found = HashMap::new();
+    let mut rows = rows.into_iter().peekable();
+    while let Some(first) = rows.next() {
+        let mut one = vec![first];
+        while let Some(next) = rows.next_if(|r| r.0 == one[0].0) {
+            one.push(next);
+        }
+        if let Some((customer_id, detail)) = detail_of(one) {
+            let detail = detail?;
+            found.insert(detail.id.clone(), (customer_id, detail));
+        }
+    }
+    Ok(found)
+}
+
+/// The detail of one order from its rows (one a line, in line order), and its customer; `None` without rows.
+fn detail_of(rows: Vec<DetailRow>) -> Option<(String, AppResult<OrderDetail>)> {
+    let (id, customer_id, status, amount, currency, created_at, updated_at, ..) =
+        rows.first().cloned()?;
     let items = rows
         .into_iter()
         .map(|(.., product_id, name, quantity, price)| OrderItem {
@@ -243,14 +297,15 @@ pub fn detail(
             unit_price: Money::new(price, currency.clone()),
         })
         .collect();
-    Ok(OrderDetail {
-        status: OrderStatus::from_stored(&status)?,
+    let detail = OrderStatus::from_stored(&status).map(|status| OrderDetail {
+        status,
         id,
         items,
         total: Money::new(amount, currency),
         created_at,
         updated_at,
-    })
+    });
+    Some((customer_id, detail))
 }
 
 /// Opens an order's shipping address; `NotFound` when the order does not exist or, with `customer_id`, is

@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::now;
-use crate::db::{DbConnection, direct};
 use crate::db::schema::{order_events, order_items, orders, products};
+use crate::db::{DbConnection, direct};
 use crate::error::{AppError, AppResult, Problem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

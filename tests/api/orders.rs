@@ -588,6 +588,82 @@ async fn another_customers_order_and_address_are_not_found() {
     assert_eq!(detail["status"], "pending_payment");
 }
 
+/// Many reads at once (on PostgreSQL they are answered in batches, several orders a statement): each reader
+/// gets exactly its own orders, with their own lines, and `not_found` for anyone else's and for none.
+#[tokio::test]
+async fn concurrent_reads_of_many_customers_orders_each_get_only_their_own() {
+    let app = Arc::new(TestApp::spawn().await);
+    let products: Vec<String> = (0..4)
+        .map(|i| app.add_product(&format!("Item {i}"), 100 * (i + 1), 1_000))
+        .collect();
+    let customers: Vec<(String, String)> = (0..6).map(|_| app.direct_customer()).collect();
+    // (owner, order id, the lines it was placed with)
+    let mut orders = Vec::new();
+    for (n, (token, _)) in customers.iter().enumerate() {
+        for k in 0..(1 + n % 3) {
+            let lines: Vec<(&str, i64)> = (0..=(n + k) % products.len())
+                .map(|p| (products[p].as_str(), (n + k + p + 1) as i64))
+                .collect();
+            let placed = app
+                .place_order(token, Some(&new_key()), &order_body(&lines))
+                .await;
+            assert_eq!(placed.status(), 201);
+            let id = s(&json_of(placed).await["id"]).to_owned();
+            let lines: Vec<(String, i64)> =
+                lines.iter().map(|(p, q)| ((*p).to_owned(), *q)).collect();
+            orders.push((n, id, lines));
+        }
+    }
+    let orders = Arc::new(orders);
+    let customers = Arc::new(customers);
+    let mut tasks = Vec::new();
+    for round in 0..300usize {
+        let (app, orders, customers) = (app.clone(), orders.clone(), customers.clone());
+        tasks.push(tokio::spawn(async move {
+            let reader = round % customers.len();
+            let token = &customers[reader].0;
+            if round % 25 == 0 {
+                let response = app
+                    .request(
+                        Method::GET,
+                        &format!("/v1/orders/{}", uuid::Uuid::now_v7()),
+                        token,
+                        None,
+                    )
+                    .await;
+                assert_problem(response, 404, "not_found").await;
+                return;
+            }
+            let (owner, id, lines) = &orders[(round * 7) % orders.len()];
+            let response = app
+                .request(Method::GET, &format!("/v1/orders/{id}"), token, None)
+                .await;
+            if *owner != reader {
+                assert_problem(response, 404, "not_found").await;
+                return;
+            }
+            assert_eq!(response.status(), 200);
+            let detail = json_of(response).await;
+            assert_eq!(s(&detail["id"]), id);
+            let got: Vec<(String, i64)> = detail["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| {
+                    (
+                        s(&i["product_id"]).to_owned(),
+                        i["quantity"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(&got, lines, "order {id}");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_list_the_detail_and_the_address_carry_exactly_the_documented_keys() {
     let app = TestApp::spawn().await;

@@ -1,0 +1,127 @@
+//! `GET /v1/orders/{id}` on PostgreSQL: the reads that arrive while others are waiting are answered by one query.
+//!
+//! On PostgreSQL every read is a round trip, and each one costs a hand-off to a blocking thread, a pool
+//! checkout, the client library's system calls on shopd's side and a statement on the server's. An app polls
+//! its orders, so this read is the busiest. Requests put what they want on a queue; `readers` threads each
+//! take everything waiting (at most `MAX_BATCH`), read those orders and their lines in one statement
+//! (`read::details`: `WHERE orders.id = ANY($1)`), and answer each request with its order, or `NotFound` when
+//! there is none or it is someone else's. Nothing waits for a batch to fill: a request that finds the queue
+//! empty is read alone, at once, by an idle reader; batches form only while every reader is busy.
+//!
+//! On SQLite the read runs in-process on the request's own worker (`Db::read`) and is not batched.
+
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::read::{self, OrderDetail};
+use crate::db::Db;
+use crate::error::{AppError, AppResult};
+
+/// The most reads answered by one statement.
+pub const MAX_BATCH: usize = 64;
+
+struct Wanted {
+    order_id: String,
+    customer_id: String,
+    answer: oneshot::Sender<AppResult<OrderDetail>>,
+}
+
+/// The queue of the reader threads. The threads end when it is dropped.
+pub struct DetailReads {
+    queue: Sender<Wanted>,
+}
+
+impl std::fmt::Debug for DetailReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetailReads").finish_non_exhaustive()
+    }
+}
+
+fn not_read() -> AppError {
+    AppError::Unavailable("the order read was not made".into())
+}
+
+impl DetailReads {
+    /// Starts `readers` threads reading through `db`'s pool (each holds a connection only while it reads).
+    pub fn start(db: Db, readers: usize) -> Self {
+        let (queue, wanted) = std::sync::mpsc::channel();
+        let wanted = Arc::new(Mutex::new(wanted));
+        for n in 0..readers.max(1) {
+            let (db, wanted) = (db.clone(), Arc::clone(&wanted));
+            std::thread::Builder::new()
+                .name(format!("shopd-reads-{n}"))
+                .spawn(move || reader(&db, &wanted))
+                .expect("a thread can be started");
+        }
+        Self { queue }
+    }
+
+    /// The customer's order `order_id`; `NotFound` when it does not exist or is someone else's.
+    pub async fn detail(&self, customer_id: &str, order_id: &str) -> AppResult<OrderDetail> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Wanted {
+                order_id: order_id.to_owned(),
+                customer_id: customer_id.to_owned(),
+                answer,
+            })
+            .map_err(|_| not_read())?;
+        answered.await.map_err(|_| not_read())?
+    }
+}
+
+fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>) {
+    loop {
+        let batch = {
+            // One reader at a time waits on the queue; the others are reading or waiting for this lock.
+            let queue = wanted.lock().unwrap_or_else(PoisonError::into_inner);
+            let Ok(first) = queue.recv() else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            batch
+        };
+        answer(db, batch);
+    }
+}
+
+fn answer(db: &Db, batch: Vec<Wanted>) {
+    let ids: Vec<&str> = batch.iter().map(|w| w.order_id.as_str()).collect();
+    let found = db
+        .get()
+        .map_err(AppError::from)
+        .and_then(|mut conn| read::details(&mut conn, &ids));
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            let unavailable = match &e {
+                AppError::Unavailable(cause) => Some(cause.clone()),
+                _ => None,
+            };
+            tracing::error!(error = %e, reads = batch.len(), "a batch of order reads failed");
+            for w in batch {
+                let error = match &unavailable {
+                    Some(cause) => AppError::Unavailable(cause.clone()),
+                    None => AppError::Internal(anyhow::anyhow!("a batched order read failed")),
+                };
+                let _ = w.answer.send(Err(error));
+            }
+            return;
+        }
+    };
+    for w in batch {
+        let answer = match found.get(&w.order_id) {
+            Some((owner, detail)) if *owner == w.customer_id => Ok(detail.clone()),
+            _ => Err(AppError::NotFound),
+        };
+        let _ = w.answer.send(answer);
+    }
+}
