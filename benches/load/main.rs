@@ -128,27 +128,62 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not NAME=value"))
 }
 
+fn argon2_production() -> anyhow::Result<argon2::Argon2<'static>> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_once(argon: &argon2::Argon2<'_>) -> anyhow::Result<Duration> {
+    let mut out = [0u8; 32];
+    let t = Instant::now();
+    argon
+        .hash_password_into(
+            b"correct horse battery staple",
+            b"load-harness-salt",
+            &mut out,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(t.elapsed())
+}
+
 /// One argon2id hash at the production parameters, in this (release) build: the fastest of 9, the best
 /// estimate of its cost on an otherwise idle core.
 fn time_argon2() -> anyhow::Result<Duration> {
-    use argon2::{Algorithm, Argon2, Params, Version};
-    let params = Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let mut out = [0u8; 32];
-    let mut once = || -> anyhow::Result<Duration> {
-        let t = Instant::now();
-        argon
-            .hash_password_into(
-                b"correct horse battery staple",
-                b"load-harness-salt",
-                &mut out,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(t.elapsed())
-    };
-    once()?;
-    let times = (0..9).map(|_| once()).collect::<anyhow::Result<Vec<_>>>()?;
+    let argon = argon2_production()?;
+    hash_once(&argon)?;
+    let times = (0..9)
+        .map(|_| hash_once(&argon))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(times.into_iter().min().expect("nine"))
+}
+
+/// Hashes a second with `threads` threads hashing at once for 2 s, nothing else running: what the cores
+/// together really do, where hashes at once share the memory bus and the last-level cache (two hashes'
+/// 19 MiB each may not fit where one does).
+fn argon2_rate_at_once(threads: usize) -> anyhow::Result<f64> {
+    let until = Instant::now() + Duration::from_secs(2);
+    let started = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<u64> {
+                    let argon = argon2_production()?;
+                    let mut n = 0;
+                    while Instant::now() < until {
+                        hash_once(&argon)?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a hashing thread"))
+            .collect::<anyhow::Result<Vec<u64>>>()
+    })?;
+    Ok(counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
 }
 
 struct Run<'a> {
@@ -254,9 +289,12 @@ async fn main() -> anyhow::Result<()> {
     let argon2 = if wanted(&args, "f") {
         let hash_time = time_argon2()?;
         eprintln!("one argon2id hash (m=19456 KiB, t=2, p=1): {hash_time:.2?}");
+        let at_once = argon2_rate_at_once(machine.cores)?;
+        eprintln!("{} hashes at once: {at_once:.0} hashes/s", machine.cores);
         Some(Argon2Bound {
             hash_time,
             cores: machine.cores,
+            at_once,
         })
     } else {
         None

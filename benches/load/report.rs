@@ -55,6 +55,8 @@ impl Block {
 pub struct Argon2Bound {
     pub hash_time: Duration,
     pub cores: usize,
+    /// Hashes a second measured with one hashing thread per core at once (nothing else running).
+    pub at_once: f64,
 }
 
 impl Argon2Bound {
@@ -238,10 +240,13 @@ impl Report {
             writeln!(
                 out,
                 "One argon2id hash at the production parameters takes {} here (fastest of 9, release build), \
-                 so {} cores bound logins at **{}/s**.",
+                 so {} cores bound logins at **{}/s**. With {} hashes at once (one a core, nothing else \
+                 running) this machine did {} hashes/s.",
                 fmt_latency(b.hash_time),
                 b.cores,
-                fmt_rate(b.logins_per_second())
+                fmt_rate(b.logins_per_second()),
+                b.cores,
+                fmt_rate(b.at_once)
             )
             .unwrap();
         }
