@@ -90,9 +90,9 @@ pub struct SessionRow {
     pub ended_at: Option<NaiveDateTime>,
 }
 
-/// The columns of a `SessionRow`, in its order.
-const SESSION_COLUMNS: (
-    sessions::id,
+crate::column_tuple! {
+    /// The columns of a `SessionRow`, in its order.
+    SESSION_COLUMNS = sessions::id,
     sessions::audience,
     sessions::subject_id,
     sessions::role,
@@ -102,18 +102,7 @@ const SESSION_COLUMNS: (
     sessions::last_used_at,
     sessions::expires_at,
     sessions::ended_at,
-) = (
-    sessions::id,
-    sessions::audience,
-    sessions::subject_id,
-    sessions::role,
-    sessions::client,
-    sessions::auth_time,
-    sessions::created_at,
-    sessions::last_used_at,
-    sessions::expires_at,
-    sessions::ended_at,
-);
+}
 
 impl SessionRow {
     fn is_live(&self, now: NaiveDateTime, policy: SessionPolicy) -> bool {

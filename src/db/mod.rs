@@ -5,6 +5,16 @@ pub mod direct;
 pub mod schema;
 mod sqlite_writer;
 
+/// `const NAME: (a, b, …) = (a, b, …);` from one list of diesel columns (a column's type and its value share
+/// its path): a fixed selection to use in several queries.
+#[macro_export]
+macro_rules! column_tuple {
+    ($(#[$doc:meta])* $name:ident = $($column:path),+ $(,)?) => {
+        $(#[$doc])*
+        const $name: ($($column,)+) = ($($column,)+);
+    };
+}
+
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;

@@ -186,9 +186,9 @@ pub fn list_for_customer(
     Ok(Page::of(lines, limit, |l| l.id.clone()))
 }
 
-/// The columns of an order's detail: the order, its customer, and one of its lines.
-const DETAIL_COLUMNS: (
-    orders::id,
+crate::column_tuple! {
+    /// The columns of an order's detail: the order, its customer, and one of its lines.
+    DETAIL_COLUMNS = orders::id,
     orders::customer_id,
     orders::status,
     orders::total_amount,
@@ -199,19 +199,7 @@ const DETAIL_COLUMNS: (
     order_items::name,
     order_items::quantity,
     order_items::unit_price,
-) = (
-    orders::id,
-    orders::customer_id,
-    orders::status,
-    orders::total_amount,
-    orders::currency,
-    orders::created_at,
-    orders::updated_at,
-    order_items::product_id,
-    order_items::name,
-    order_items::quantity,
-    order_items::unit_price,
-);
+}
 
 type DetailRow = (
     String,
