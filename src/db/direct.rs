@@ -28,20 +28,6 @@ where
     }
 }
 
-/// `query.get_result(conn)`.
-pub fn get_result<'q, Q, U>(query: Q, conn: &mut DbConnection) -> QueryResult<U>
-where
-    Q: RunQueryDsl<SqliteConnection>
-        + RunQueryDsl<PgConnection>
-        + LoadQuery<'q, SqliteConnection, U>
-        + LoadQuery<'q, PgConnection, U>,
-{
-    match conn {
-        DbConnection::Sqlite(c) => RunQueryDsl::<SqliteConnection>::get_result(query, c),
-        DbConnection::Postgresql(c) => RunQueryDsl::<PgConnection>::get_result(query, c),
-    }
-}
-
 /// `query.first(conn)`.
 pub fn first<'q, Q, U>(query: Q, conn: &mut DbConnection) -> QueryResult<U>
 where
@@ -51,7 +37,11 @@ where
         + LoadQuery<'q, SqliteConnection, U>
         + LoadQuery<'q, PgConnection, U>,
 {
-    get_result(query.limit(1), conn)
+    let query = query.limit(1);
+    match conn {
+        DbConnection::Sqlite(c) => RunQueryDsl::<SqliteConnection>::get_result(query, c),
+        DbConnection::Postgresql(c) => RunQueryDsl::<PgConnection>::get_result(query, c),
+    }
 }
 
 /// `query.execute(conn)`.

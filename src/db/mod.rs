@@ -341,7 +341,7 @@ pub fn run_next_migration(conn: &mut DbConnection) -> Result<bool, DbError> {
 }
 
 /// Whether `conn` is inside a transaction (on SQLite: a job of the writer thread, see `sqlite_writer`).
-pub fn in_transaction(conn: &mut DbConnection) -> bool {
+fn in_transaction(conn: &mut DbConnection) -> bool {
     use diesel::connection::TransactionManager;
     matches!(
         <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
