@@ -974,3 +974,56 @@ async fn abandoned_signups_are_purged_with_their_data_key() {
         "the customer is untouched"
     );
 }
+
+/// `last_used_at` of the current session, as the sessions list shows it.
+async fn last_used(app: &TestApp, access_token: &str) -> chrono::DateTime<chrono::Utc> {
+    let list: Value = app
+        .request(Method::GET, "/v1/auth/sessions", access_token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let current = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .expect("the current session is listed");
+    s(&current["last_used_at"]).parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_refresh_moves_last_used_at_only_when_it_is_a_minute_old() {
+    let app = TestApp::spawn().await;
+    let pair = app.register(&unique_phone()).await;
+    let started = last_used(&app, s(&pair["access_token"])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let next: Value = refresh(&app, &pair["refresh_token"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        last_used(&app, s(&next["access_token"])).await,
+        started,
+        "a second later, the refresh leaves it as it was"
+    );
+
+    // Made two minutes old, it moves to now.
+    {
+        use shopd::db::schema::sessions;
+        let two_minutes_ago = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(2);
+        diesel::update(sessions::table)
+            .set(sessions::last_used_at.eq(two_minutes_ago))
+            .execute(&mut app.conn())
+            .unwrap();
+    }
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let last: Value = refresh(&app, &next["refresh_token"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let moved = last_used(&app, s(&last["access_token"])).await;
+    assert!(moved >= before, "{moved} is now, not {started}");
+}
