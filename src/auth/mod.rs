@@ -2,6 +2,7 @@
 //! the customer's export and erasure. Staff share the session and token machinery.
 
 mod account;
+mod hash_memory;
 pub mod login;
 pub mod otp;
 pub mod passwords;

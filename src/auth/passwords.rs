@@ -3,8 +3,9 @@
 //! A storm of logins queues here instead of starving other requests of the blocking pool. Dedicated threads
 //! fed by a queue keep both cores on argon2 with no hand-off through the async runtime between two hashes,
 //! and reusing the 19 MiB of working memory saves mapping and zeroing it (page faults) for every hash: about
-//! a fifth of a hash's cost when it is allocated afresh. After `KEEP_MEMORY` with no hash the memory is
-//! given back, so an idle instance holds none. The threads run at a lower priority than the request workers.
+//! a fifth of a hash's cost when it is allocated afresh. The memory is in huge pages where the kernel has
+//! them (`hash_memory`). After `KEEP_MEMORY` with no hash the memory is given back, so an idle instance
+//! holds none. The threads run at a lower priority than the request workers.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,12 +13,12 @@ use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
 
+use super::hash_memory::WorkingMemory;
 use crate::config::PasswordHashing;
 use crate::domain::Sensitive;
 
@@ -28,7 +29,7 @@ const SALT_LEN: usize = 16;
 const HASHING_NICE: libc::c_int = 19;
 const OUTPUT_LEN: usize = 32;
 
-type Work = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+type Work = Box<dyn FnOnce(&mut WorkingMemory) + Send>;
 
 #[derive(Clone)]
 pub struct Hasher {
@@ -109,7 +110,7 @@ impl Hasher {
 
     async fn on_hashing_thread<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+        f: impl FnOnce(&mut WorkingMemory) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         let (done, answer) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
@@ -131,7 +132,7 @@ impl Hasher {
 
 /// The working memory of the hashing threads: blocks not in use right now, taken by a thread for a hash and
 /// given back after it. Kept in one place so that whichever thread waits for work can free all of it.
-type Spare = Mutex<Vec<Vec<Block>>>;
+type Spare = Mutex<Vec<WorkingMemory>>;
 
 fn hashing_thread(jobs: &Mutex<Receiver<Work>>, spare: &Spare) {
     lower_priority();
@@ -154,18 +155,16 @@ fn hashing_thread(jobs: &Mutex<Receiver<Work>>, spare: &Spare) {
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                // Derived from passwords: wiped before the memory goes back to the system.
+                // Wiped as it is dropped (it is derived from passwords), outside the lock.
                 let freed = std::mem::take(&mut *lock(spare));
-                for mut memory in freed {
-                    memory.zeroize();
-                }
+                drop(freed);
             }
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-fn lock(spare: &Spare) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+fn lock(spare: &Spare) -> std::sync::MutexGuard<'_, Vec<WorkingMemory>> {
     spare.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -189,17 +188,12 @@ fn lower_priority() {
     }
 }
 
-/// The working memory for `params`, reusing `memory` when it has the right size.
-fn blocks<'m>(params: &Params, memory: &'m mut Vec<Block>) -> &'m mut [Block] {
-    let count = params.block_count();
-    if memory.len() != count {
-        *memory = vec![Block::default(); count];
-    }
-    memory
-}
-
 /// A PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) of `password` with a fresh random salt.
-fn hash_with(params: &Params, memory: &mut Vec<Block>, password: &str) -> anyhow::Result<String> {
+fn hash_with(
+    params: &Params,
+    memory: &mut WorkingMemory,
+    password: &str,
+) -> anyhow::Result<String> {
     let salt = crate::config::secrets::random_bytes::<SALT_LEN>();
     let mut out = [0u8; OUTPUT_LEN];
     argon(params)
@@ -207,7 +201,7 @@ fn hash_with(params: &Params, memory: &mut Vec<Block>, password: &str) -> anyhow
             password.as_bytes(),
             &salt,
             &mut out,
-            blocks(params, memory),
+            memory.blocks(params.block_count()),
         )
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     Ok(format!(
@@ -225,7 +219,7 @@ fn hash_with(params: &Params, memory: &mut Vec<Block>, password: &str) -> anyhow
 /// another argon2 variant) by the argon2 crate's own verifier.
 fn verify_with(
     params: &Params,
-    memory: &mut Vec<Block>,
+    memory: &mut WorkingMemory,
     password: &str,
     stored: &str,
 ) -> (bool, bool) {
@@ -254,7 +248,7 @@ fn verify_with(
             password.as_bytes(),
             salt,
             &mut out,
-            blocks(&p, memory),
+            memory.blocks(p.block_count()),
         )
     });
     let matches = matches!(computed, Some(Ok(()))) && bool::from(out.ct_eq(expected.as_bytes()));
