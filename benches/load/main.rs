@@ -5,12 +5,12 @@
 //!     cargo bench --bench load -- --db both --duration 10s --update-docs
 //!
 //! It builds shopd and the baseline (`cargo build --release`), installs `wrk` from Debian when missing,
-//! times one argon2 hash, then for each database: starts shopd on a fresh database (SQLite in a temporary
-//! folder; PostgreSQL: a new database, dropped afterwards) with its texts going to a fake Twilio, signs up
-//! customers, and runs every ready scenario of `scenarios.rs` (warm-up, then the measured time), recording
-//! requests/s, p50, p99, shopd's peak RSS and who used the CPU. The Markdown table and an SVG chart go to
-//! `target/loadtest/`; `--update-docs` also writes them into `docs/performance.md` (between the
-//! `load-harness` markers) and `docs/performance-load.svg`.
+//! then for each database: starts shopd on a fresh database (SQLite in a temporary folder; PostgreSQL: a
+//! new database, dropped afterwards) with its texts going to a fake Twilio, signs up customers, and runs
+//! every ready scenario of `scenarios.rs` (warm-up, then the measured time; before (f), it times argon2
+//! hashes for the bound on logins), recording requests/s, p50, p99, shopd's peak RSS and who used the CPU.
+//! The Markdown table and an SVG chart go to `target/loadtest/`; `--update-docs` also writes them into
+//! `docs/performance.md` (between the `load-harness` markers) and `docs/performance-load.svg`.
 //!
 //! Not a test: `cargo test` does not build it, CI does not run it, plain `cargo bench` skips it.
 //! Run it on a quiet machine: the load generator shares the cores with the server.
@@ -186,6 +186,19 @@ fn argon2_rate_at_once(threads: usize) -> anyhow::Result<f64> {
     Ok(counts.iter().sum::<u64>() as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The bound on logins (cores ÷ one hash) and what the cores do hashing at once.
+fn argon2_bound(cores: usize) -> anyhow::Result<Argon2Bound> {
+    let hash_time = time_argon2()?;
+    eprintln!("  one argon2id hash (m=19456 KiB, t=2, p=1): {hash_time:.2?}");
+    let at_once = argon2_rate_at_once(cores)?;
+    eprintln!("  {cores} hashes at once: {at_once:.0} hashes/s");
+    Ok(Argon2Bound {
+        hash_time,
+        cores,
+        at_once,
+    })
+}
+
 struct Run<'a> {
     args: &'a Args,
     wrk_threads: usize,
@@ -286,20 +299,6 @@ async fn main() -> anyhow::Result<()> {
         machine.cores, machine.cpu_model
     );
 
-    let argon2 = if wanted(&args, "f") {
-        let hash_time = time_argon2()?;
-        eprintln!("one argon2id hash (m=19456 KiB, t=2, p=1): {hash_time:.2?}");
-        let at_once = argon2_rate_at_once(machine.cores)?;
-        eprintln!("{} hashes at once: {at_once:.0} hashes/s", machine.cores);
-        Some(Argon2Bound {
-            hash_time,
-            cores: machine.cores,
-            at_once,
-        })
-    } else {
-        None
-    };
-
     let twilio = Arc::new(twilio::FakeTwilio::start()?);
     let baseline = servers::start_baseline(&release).await?;
     let run = Run {
@@ -349,9 +348,14 @@ async fn main() -> anyhow::Result<()> {
             seeding.elapsed()
         );
         let mut rows = Vec::new();
+        let mut argon2 = None;
         for scenario in SCENARIOS {
             if !wanted(&args, scenario.id) {
                 continue;
+            }
+            if scenario.id == "f" {
+                // Right before the logins, so that the bound and the logins see the machine alike.
+                argon2 = Some(argon2_bound(machine.cores)?);
             }
             eprintln!("  ({}) {}", scenario.id, scenario.title);
             let pid = if scenario.id == "a" {
@@ -386,6 +390,7 @@ async fn main() -> anyhow::Result<()> {
         blocks.push(Block {
             db,
             idle_rss_kib,
+            argon2,
             rows,
         });
     }
@@ -403,7 +408,6 @@ async fn main() -> anyhow::Result<()> {
         wrk_threads: run.wrk_threads,
         customers: args.customers,
         rust_log: args.rust_log.clone(),
-        argon2,
         blocks,
     };
     let markdown = report.markdown();

@@ -40,6 +40,8 @@ impl Row {
 pub struct Block {
     pub db: Db,
     pub idle_rss_kib: u64,
+    /// Timed right before this database's (f).
+    pub argon2: Option<Argon2Bound>,
     pub rows: Vec<Row>,
 }
 
@@ -77,7 +79,6 @@ pub struct Report {
     pub wrk_threads: usize,
     pub customers: usize,
     pub rust_log: String,
-    pub argon2: Option<Argon2Bound>,
     pub blocks: Vec<Block>,
 }
 
@@ -121,12 +122,7 @@ pub fn fmt_latency(d: Duration) -> String {
 }
 
 /// The target's text, and whether it is met (None: nothing to judge, or not measurable).
-pub fn judge(
-    report: &Report,
-    block: &Block,
-    scenario: &Scenario,
-    row: &Row,
-) -> (String, Option<bool>) {
+pub fn judge(block: &Block, scenario: &Scenario, row: &Row) -> (String, Option<bool>) {
     let Outcome::Measured {
         m, peak_rss_kib, ..
     } = &row.outcome
@@ -166,7 +162,7 @@ pub fn judge(
             }
             (format!("≥ {}/s", fmt_rate(want)), Some(m.rate() >= want))
         }
-        Target::ShareOfArgon2Bound(share) => match &report.argon2 {
+        Target::ShareOfArgon2Bound(share) => match &block.argon2 {
             Some(bound) => {
                 let of = m.rate() / bound.logins_per_second();
                 (
@@ -236,19 +232,22 @@ impl Report {
             self.rust_log
         )
         .unwrap();
-        if let Some(b) = &self.argon2 {
-            writeln!(
-                out,
-                "One argon2id hash at the production parameters takes {} here (fastest of 9, release build), \
-                 so {} cores bound logins at **{}/s**. With {} hashes at once (one a core, nothing else \
-                 running) this machine did {} hashes/s.",
-                fmt_latency(b.hash_time),
-                b.cores,
-                fmt_rate(b.logins_per_second()),
-                b.cores,
-                fmt_rate(b.at_once)
-            )
-            .unwrap();
+        for block in &self.blocks {
+            if let Some(b) = &block.argon2 {
+                writeln!(
+                    out,
+                    "Right before (f) on {}, one argon2id hash at the production parameters took {} (fastest of \
+                     9, release build), so {} cores bound logins at **{}/s**; {} hashes at once (one a core, \
+                     nothing else running) did {} hashes/s.",
+                    block.db.name(),
+                    fmt_latency(b.hash_time),
+                    b.cores,
+                    fmt_rate(b.logins_per_second()),
+                    b.cores,
+                    fmt_rate(b.at_once)
+                )
+                .unwrap();
+            }
         }
         writeln!(out).unwrap();
         writeln!(
@@ -263,7 +262,7 @@ impl Report {
             let baseline = block.get("a").map(Measured::rate);
             for row in &block.rows {
                 let s = row.scenario;
-                let (target, met) = judge(self, block, s, row);
+                let (target, met) = judge(block, s, row);
                 let db = if s.id == "a" {
                     format!("({})", block.db.name())
                 } else {
