@@ -12,12 +12,14 @@
 //!
 //! On SQLite the read runs in-process on the request's own worker (`Db::read`) and is not batched.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use diesel::connection::SimpleConnection;
 use tokio::sync::oneshot;
+
+use std::collections::HashMap;
+
+use diesel::connection::SimpleConnection;
 
 use super::read::{self, OrderDetail};
 use crate::db::{Db, DbConnection};
