@@ -61,8 +61,6 @@ pub enum DbError {
 pub struct Db {
     pool: Pool,
     backend: Backend,
-    /// For connections of their own (`connect_alone`).
-    url: DatabaseUrl,
     /// The SQLite file, checked by readiness: a deleted file would otherwise be written to, unseen, until
     /// the next restart loses it.
     sqlite_path: Option<std::path::PathBuf>,
@@ -132,7 +130,6 @@ impl Db {
         Ok(Self {
             pool,
             backend,
-            url: config.url.clone(),
             sqlite_path,
             sqlite_writer: std::sync::Arc::default(),
         })
@@ -140,12 +137,6 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// A connection to the same database outside the pool, for a thread that reads all the time and keeps
-    /// session settings of its own (PostgreSQL; see `orders::detail_reads`).
-    pub fn connect_alone(&self) -> Result<DbConnection, DbError> {
-        establish(&self.url)
     }
 
     /// The pool now: connections open, of which idle, and the largest size (for the metrics).

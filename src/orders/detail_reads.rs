@@ -8,8 +8,6 @@
 //! there is none or it is someone else's. Nothing waits for a batch to fill: a request that finds the queue
 //! empty is read alone, at once, by an idle reader; batches form only while every reader is busy.
 //!
-//! Each reader has a connection of its own, beside the pool, with sequential scans off (`own_connection`).
-//!
 //! On SQLite the read runs in-process on the request's own worker (`Db::read`) and is not batched.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -17,12 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use std::collections::HashMap;
-
-use diesel::connection::SimpleConnection;
-
 use super::read::{self, OrderDetail};
-use crate::db::{Db, DbConnection};
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 
 /// The most reads answered by one statement.
@@ -50,7 +44,7 @@ fn not_read() -> AppError {
 }
 
 impl DetailReads {
-    /// Starts `readers` threads reading `db`, each on a connection of its own opened at its first read.
+    /// Starts `readers` threads reading through `db`'s pool (each holds a connection only while it reads).
     pub fn start(db: Db, readers: usize) -> Self {
         let (queue, wanted) = std::sync::mpsc::channel();
         let wanted = Arc::new(Mutex::new(wanted));
@@ -79,7 +73,6 @@ impl DetailReads {
 }
 
 fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>) {
-    let mut conn = None;
     loop {
         let batch = {
             // One reader at a time waits on the queue; the others are reading or waiting for this lock.
@@ -96,42 +89,17 @@ fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>) {
             }
             batch
         };
-        answer(db, &mut conn, batch);
+        answer(db, batch);
     }
 }
 
-/// A reader's connection, with sequential scans off. The read is a prepared statement, and after a few runs
-/// PostgreSQL keeps one plan for it (its generic plan), made with the statistics of that moment. Made while
-/// the tables were small (a new shop, or no ANALYZE yet since a burst of orders), that plan was a scan of
-/// every order and every line for each batch: 10 ms a batch at 40,000 orders, until the next ANALYZE, which
-/// never comes where autovacuum is off (`docs/performance.md`). Without sequential scans the plan looks both
-/// tables up by their primary keys at any size. Only this statement runs on the connection.
-fn own_connection(db: &Db) -> AppResult<DbConnection> {
-    let mut conn = db.connect_alone()?;
-    conn.batch_execute("SET enable_seqscan = off")?;
-    Ok(conn)
-}
-
-fn read_batch(
-    db: &Db,
-    conn: &mut Option<DbConnection>,
-    ids: &[&str],
-) -> AppResult<HashMap<String, (String, OrderDetail)>> {
-    let open = match conn {
-        Some(open) => open,
-        None => conn.insert(own_connection(db)?),
-    };
-    let found = read::details(open, ids);
-    if found.is_err() {
-        // Opened again for the next batch, in case the connection is what failed.
-        *conn = None;
-    }
-    found
-}
-
-fn answer(db: &Db, conn: &mut Option<DbConnection>, batch: Vec<Wanted>) {
+fn answer(db: &Db, batch: Vec<Wanted>) {
     let ids: Vec<&str> = batch.iter().map(|w| w.order_id.as_str()).collect();
-    let found = match read_batch(db, conn, &ids) {
+    let found = db
+        .get()
+        .map_err(AppError::from)
+        .and_then(|mut conn| read::details(&mut conn, &ids));
+    let found = match found {
         Ok(found) => found,
         Err(e) => {
             let unavailable = match &e {
