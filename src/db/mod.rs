@@ -4,6 +4,7 @@
 pub mod direct;
 pub mod schema;
 mod sqlite_writer;
+pub mod unprepared;
 
 /// `const NAME: (a, b, …) = (a, b, …);` from one list of diesel columns (a column's type and its value share
 /// its path): a fixed selection to use in several queries.

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use super::Page;
 use super::state::OrderStatus;
 use crate::db::schema::{order_items, orders};
+use crate::db::unprepared::Unprepared;
 use crate::db::{DbConnection, direct};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult};
@@ -249,16 +250,18 @@ pub fn details(
     conn: &mut DbConnection,
     order_ids: &[&str],
 ) -> AppResult<HashMap<String, (String, OrderDetail)>> {
-    // The lines are filtered by the ids too, although the join implies it: PostgreSQL then looks both tables
-    // up by index whatever its statistics say. With the orders' filter alone, and statistics taken before a
-    // burst of orders, its generic plan was a hash join over a sequential scan of every order's lines.
+    // Unprepared: prepared, it settled on one generic plan made while the shop had few orders (a hash join
+    // over sequential scans of both tables) and kept it at any size until the next ANALYZE. The lines are
+    // filtered by the ids too, although the join implies it, so that both tables are looked up by key.
     let rows: Vec<DetailRow> = direct::load(
-        orders::table
-            .inner_join(order_items::table)
-            .filter(orders::id.eq_any(order_ids))
-            .filter(order_items::order_id.eq_any(order_ids))
-            .select(DETAIL_COLUMNS)
-            .order((orders::id, order_items::line)),
+        Unprepared(
+            orders::table
+                .inner_join(order_items::table)
+                .filter(orders::id.eq_any(order_ids))
+                .filter(order_items::order_id.eq_any(order_ids))
+                .select(DETAIL_COLUMNS)
+                .order((orders::id, order_items::line)),
+        ),
         conn,
     )?;
     let mut found = HashMap::new();
