@@ -52,6 +52,7 @@ async fn authenticate(req: HttpRequest, audience: Audience) -> Result<Claims, Ap
         Known::Ended => false,
         Known::NotEnded => true,
         Known::Unsure => {
+            state.metrics.session_checked_in_database();
             let sid = claims.sid.clone();
             state
                 .db

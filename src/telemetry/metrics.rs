@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The media type of the text exposition format.
@@ -33,6 +33,7 @@ struct Inner {
     rate_limited: IntCounterVec,
     tls_reloads: IntCounterVec,
     outbox: IntCounterVec,
+    session_checks_in_database: IntCounter,
     db_connections: IntGaugeVec,
     db_pool_max: IntGauge,
 }
@@ -138,6 +139,15 @@ impl Metrics {
             "E-mail outbox of this instance, by outcome (sent, dropped, failed_attempts, failed).",
             &["outcome"],
         );
+        let session_checks_in_database = IntCounter::new(
+            "session_checks_in_database_total",
+            "Access tokens whose session was looked up in the database because the ended-session view \
+             was stale (older than 900 ms: its re-reads are failing or slow).",
+        )
+        .expect("a valid metric");
+        registry
+            .register(Box::new(session_checks_in_database.clone()))
+            .expect("registered once");
         let db_connections = IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
@@ -187,6 +197,7 @@ impl Metrics {
             rate_limited,
             tls_reloads,
             outbox,
+            session_checks_in_database,
             db_connections,
             db_pool_max,
         }))
@@ -206,6 +217,11 @@ impl Metrics {
             .http_duration
             .with_label_values(&labels)
             .observe(seconds);
+    }
+
+    /// A session checked in the database: the ended-session view was stale (`auth::revocations`).
+    pub fn session_checked_in_database(&self) {
+        self.0.session_checks_in_database.inc();
     }
 
     pub fn attestation_passed(&self) {

@@ -595,6 +595,8 @@ async fn metrics_need_the_token_and_show_requests_latency_pool_and_security_coun
     assert!(text.contains(r#"shopd_http_request_duration_seconds_bucket{method="POST",route="/v1/auth/login",status="401",le="0.1"}"#));
     assert!(series(&text, r#"shopd_db_pool_connections{state="idle"}"#) >= 1.0);
     assert_eq!(series(&text, "shopd_db_pool_max_connections"), 4.0);
+    // Exposed from the start; how many depends on whether a request came before the view's first re-read.
+    assert!(series(&text, "shopd_session_checks_in_database_total") >= 0.0);
     assert_eq!(
         series(&text, r#"shopd_otp_wrong_codes_total{purpose="signup"}"#),
         1.0
