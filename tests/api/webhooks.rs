@@ -184,25 +184,21 @@ async fn forged_stale_and_malformed_deliveries_are_refused_and_change_nothing() 
             good[..good.len() - 6].to_owned(),
             "signature_missing",
         ),
-        (
-            "stale",
-            now - 301,
-            body.clone(),
-            sign_standard(&secret(&app), &id, now - 301, &body).unwrap(),
-            "timestamp_outside_tolerance",
-        ),
-        (
-            "future",
-            now + 301,
-            body.clone(),
-            sign_standard(&secret(&app), &id, now + 301, &body).unwrap(),
-            "timestamp_outside_tolerance",
-        ),
     ];
     for (what, ts, body, signature, code) in cases {
         let response = deliver(&app, &id, ts, &body, &signature).await;
         assert_eq!(response.status(), 401, "{what}");
         assert_problem(response, 401, code).await;
+    }
+    // Properly signed, 5 minutes and 10 seconds off (the window is 5 minutes). Each is signed as it is sent:
+    // a timestamp in the future taken before the other cases came back inside the window on a slow machine.
+    // The exact edge is the unit tests' (`crypto::webhook`).
+    for (what, off_by) in [("stale", -310), ("future", 310)] {
+        let ts = chrono::Utc::now().timestamp() + off_by;
+        let signature = sign_standard(&secret(&app), &id, ts, &body).unwrap();
+        let response = deliver(&app, &id, ts, &body, &signature).await;
+        assert_eq!(response.status(), 401, "{what}");
+        assert_problem(response, 401, "timestamp_outside_tolerance").await;
     }
     let bare = app
         .client
