@@ -252,7 +252,7 @@ pub fn details(
 ) -> AppResult<HashMap<String, (String, OrderDetail)>> {
     // Unprepared: prepared, it settled on one generic plan made while the shop had few orders (a hash join
     // over sequential scans of both tables) and kept it at any size until the next ANALYZE. The lines are
-    // filtered by the ids too, although the join implies it, so that both tables are looked up by key.
+    // filtered by the ids too, although the join implies it, so that both tables can be looked up by key.
     let rows: Vec<DetailRow> = direct::load(
         Unprepared(
             orders::table
