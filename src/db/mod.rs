@@ -113,13 +113,15 @@ impl Db {
                 }
                 (path.to_string_lossy().into_owned(), Backend::Sqlite)
             }
-            DatabaseUrl::Postgres(url) => (url.expose().clone(), Backend::Postgres),
+            DatabaseUrl::Postgres(url) => {
+                prepare_postgres_client();
+                (url.expose().clone(), Backend::Postgres)
+            }
         };
         let pool = diesel::r2d2::Pool::builder()
             .max_size(config.pool_size)
             // No connections made ahead in r2d2's background threads: a short-lived command (`shopd outbox
-            // list`, `keys rotate`) could otherwise exit while such a thread is inside libpq, which crashes
-            // the process on exit (seen as SIGSEGV after the command's output). Connections are made on use.
+            // list`, `keys rotate`) would open connections it never uses. Connections are made on use.
             .min_idle(Some(0))
             // No `SELECT 1` before every checkout (a round trip per request on PostgreSQL): a broken
             // connection fails its query, is dropped by r2d2, and readiness checks the database itself.
@@ -385,11 +387,23 @@ where
     }
 }
 
+/// Readies the PostgreSQL client library; it must run before the process's first PostgreSQL connection
+/// (`Db::connect` and `establish` call it). libpq encrypts through the system OpenSSL, which by default
+/// frees its state from an `atexit` handler, under any thread still inside libpq at that moment (a pool
+/// closing its connections as the process ends): SIGSEGV at exit. Initialising OpenSSL the way the
+/// `openssl` crate does (`OPENSSL_INIT_NO_ATEXIT`) leaves that memory to the operating system.
+pub fn prepare_postgres_client() {
+    openssl::init();
+}
+
 /// Establishes one connection outside any pool (for tools and tests).
 pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
     let text = match url {
         DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
-        DatabaseUrl::Postgres(url) => url.expose().clone(),
+        DatabaseUrl::Postgres(url) => {
+            prepare_postgres_client();
+            url.expose().clone()
+        }
     };
     DbConnection::establish(&text).map_err(|e| DbError::Unavailable(e.to_string()))
 }

@@ -77,6 +77,7 @@ impl TestDb {
             },
             Some(base) => {
                 let name = format!("shopd_test_{}", uuid::Uuid::new_v4().simple());
+                shopd::db::prepare_postgres_client();
                 let mut admin =
                     PgConnection::establish(&base).expect("TEST_DATABASE_URL reachable");
                 admin

@@ -15,6 +15,7 @@ mod identity;
 mod migrations;
 mod orders;
 mod problems;
+mod process_exit;
 mod products;
 mod sms;
 mod staff;
