@@ -19,7 +19,7 @@ fn a_process_exits_cleanly_while_its_threads_connect_to_postgres() {
         .ok()
         .filter(|u| u.starts_with("postgres"))
     else {
-        return; // only libpq brings OpenSSL into the process
+        return; // on SQLite no thread of the process is inside libpq
     };
     if std::env::var_os(CHILD).is_some() {
         connect_until_exit(&base);
