@@ -126,6 +126,7 @@ impl AppState {
             vault: vault.clone(),
             config: config.clone(),
             payments: crate::payments::from_settings(&config.orders.payments),
+            metrics: metrics.clone(),
         });
         let webhooks = Webhooks::new(WebhooksParts {
             db: db.clone(),

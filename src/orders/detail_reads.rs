@@ -8,16 +8,21 @@
 //! there is none or it is someone else's. Nothing waits for a batch to fill: a request that finds the queue
 //! empty is read alone, at once, by an idle reader; batches form only while every reader is busy.
 //!
+//! Each step is timed into `OrderReadTimings` (the wait on the queue, the batch, the whole read), so that an
+//! operator can tell a slow database from too few readers, and the load harness where a tail comes from.
+//!
 //! On SQLite the read runs in-process on the request's own worker (`Db::read`) and is not batched.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::read::{self, OrderDetail};
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
+use crate::telemetry::metrics::OrderReadTimings;
 
 /// The most reads answered by one statement.
 pub const MAX_BATCH: usize = 64;
@@ -25,12 +30,14 @@ pub const MAX_BATCH: usize = 64;
 struct Wanted {
     order_id: String,
     customer_id: String,
+    queued_at: Instant,
     answer: oneshot::Sender<AppResult<OrderDetail>>,
 }
 
 /// The queue of the reader threads. The threads end when it is dropped.
 pub struct DetailReads {
     queue: Sender<Wanted>,
+    timings: OrderReadTimings,
 }
 
 impl std::fmt::Debug for DetailReads {
@@ -45,34 +52,38 @@ fn not_read() -> AppError {
 
 impl DetailReads {
     /// Starts `readers` threads reading through `db`'s pool (each holds a connection only while it reads).
-    pub fn start(db: Db, readers: usize) -> Self {
+    pub fn start(db: Db, readers: usize, timings: OrderReadTimings) -> Self {
         let (queue, wanted) = std::sync::mpsc::channel();
         let wanted = Arc::new(Mutex::new(wanted));
         for n in 0..readers.max(1) {
-            let (db, wanted) = (db.clone(), Arc::clone(&wanted));
+            let (db, wanted, timings) = (db.clone(), Arc::clone(&wanted), timings.clone());
             std::thread::Builder::new()
                 .name(format!("shopd-reads-{n}"))
-                .spawn(move || reader(&db, &wanted))
+                .spawn(move || reader(&db, &wanted, &timings))
                 .expect("a thread can be started");
         }
-        Self { queue }
+        Self { queue, timings }
     }
 
     /// The customer's order `order_id`; `NotFound` when it does not exist or is someone else's.
     pub async fn detail(&self, customer_id: &str, order_id: &str) -> AppResult<OrderDetail> {
         let (answer, answered) = oneshot::channel();
+        let queued_at = Instant::now();
         self.queue
             .send(Wanted {
                 order_id: order_id.to_owned(),
                 customer_id: customer_id.to_owned(),
+                queued_at,
                 answer,
             })
             .map_err(|_| not_read())?;
-        answered.await.map_err(|_| not_read())?
+        let answer = answered.await.map_err(|_| not_read())?;
+        self.timings.read.observe(queued_at.elapsed().as_secs_f64());
+        answer
     }
 }
 
-fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>) {
+fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>, timings: &OrderReadTimings) {
     loop {
         let batch = {
             // One reader at a time waits on the queue; the others are reading or waiting for this lock.
@@ -89,7 +100,15 @@ fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>) {
             }
             batch
         };
+        let taken = Instant::now();
+        for w in &batch {
+            timings
+                .queued
+                .observe(taken.duration_since(w.queued_at).as_secs_f64());
+        }
+        timings.batch_size.observe(batch.len() as f64);
         answer(db, batch);
+        timings.batch.observe(taken.elapsed().as_secs_f64());
     }
 }
 

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::db::{Backend, Db};
 use crate::error::{AppResult, Problem};
 use crate::payments::PaymentProvider;
+use crate::telemetry::metrics::Metrics;
 use crate::vault::Vault;
 
 pub use catalogue::{NewProduct, Product};
@@ -112,6 +113,7 @@ pub struct Orders {
     /// `SHOP_CURRENCY`: every order is in it.
     pub(crate) currency: String,
     pub(crate) payment_ttl: Duration,
+    metrics: Metrics,
     /// On PostgreSQL, the batched order reads, started at the first read (see `detail_reads`).
     detail_reads: Arc<std::sync::OnceLock<detail_reads::DetailReads>>,
 }
@@ -131,6 +133,7 @@ pub struct OrdersParts {
     pub vault: Vault,
     pub config: Arc<Config>,
     pub payments: Arc<dyn PaymentProvider>,
+    pub metrics: Metrics,
 }
 
 /// How often the purge of old idempotency keys runs.
@@ -149,6 +152,7 @@ impl Orders {
             payments: parts.payments,
             currency: parts.config.shop_currency.clone(),
             payment_ttl: parts.config.orders.payment_ttl,
+            metrics: parts.metrics,
             detail_reads: Arc::default(),
         }
     }
@@ -196,7 +200,11 @@ impl Orders {
                 .get_or_init(|| {
                     let readers =
                         std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-                    detail_reads::DetailReads::start(self.db.clone(), readers)
+                    detail_reads::DetailReads::start(
+                        self.db.clone(),
+                        readers,
+                        self.metrics.order_reads(),
+                    )
                 })
                 .detail(customer_id, order_id)
                 .await;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shopd::config::Vars;
 use shopd::crypto::attestation::{AttestationKey, pay_claim};
 
-use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, unique_phone};
+use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, series, unique_phone};
 
 const SECRET: &str = "c2hvcGQtZWRnZS10ZXN0cy1hdHRlc3RhdGlvbi1zZWNyZXQtMzItYnl0ZXMrKys=";
 const METRICS_TOKEN: &str = "edge-tests-metrics-token-0123456789";
@@ -86,25 +86,7 @@ fn attested(mode: &str, binding: &str) -> impl FnOnce(&mut Vars) {
 
 /// The text of `/metrics` on the public address.
 async fn metrics_text(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
-}
-
-/// The value of one series (`name{labels}`) in the metrics text.
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {name}"))
-        .trim()
-        .parse()
-        .unwrap()
+    app.metrics_text(METRICS_TOKEN).await
 }
 
 fn failures(reason: &str) -> String {

@@ -515,6 +515,31 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The text of `/metrics` on the public address, with `METRICS_TOKEN` `token`.
+    pub async fn metrics_text(&self, token: &str) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("a text body")
+    }
+}
+
+/// The value of one series (`name{labels}`) in the metrics text.
+pub fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {name}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
 /// A fresh idempotency key.
 pub fn new_key() -> String {
     uuid::Uuid::new_v4().to_string()

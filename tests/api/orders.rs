@@ -17,7 +17,7 @@ use shopd::orders::{Actor, AddressRead, OrderStatus, PageRequest};
 use crate::fake_stripe::{FakeStripe, STRIPE_KEY};
 use crate::helpers::{
     PASSWORD, TestApp, TestDb, address, assert_not_logged, assert_problem, new_key, order_body,
-    unique_phone,
+    series, unique_phone,
 };
 
 fn s(v: &Value) -> &str {
@@ -663,6 +663,77 @@ async fn concurrent_reads_of_many_customers_orders_each_get_only_their_own() {
     for task in tasks {
         task.await.unwrap();
     }
+}
+
+/// On PostgreSQL, each order read is timed on its way through the readers (the wait on the queue, its batch,
+/// the whole read), for an operator to tell a slow database from too few readers. SQLite reads are not
+/// batched, and these series stay at 0.
+#[tokio::test]
+async fn batched_order_reads_are_timed_in_the_metrics() {
+    const TOKEN: &str = "orders-tests-metrics-token-0123456789";
+    let app = Arc::new(TestApp::spawn_with(|vars| vars.set("METRICS_TOKEN", TOKEN)).await);
+    let product = app.add_product("Tea", 450, 1_000);
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        let (token, _) = app.direct_customer();
+        for _ in 0..3 {
+            let placed = app
+                .place_order(&token, Some(&new_key()), &order_body(&[(&product, 1)]))
+                .await;
+            assert_eq!(placed.status(), 201);
+            orders.push((token.clone(), s(&json_of(placed).await["id"]).to_owned()));
+        }
+    }
+    let stranger = app.direct_customer().0;
+    let orders = Arc::new(orders);
+    read_all_at_once(&app, &orders, 3).await;
+    let someone_elses = app
+        .request(
+            Method::GET,
+            &format!("/v1/orders/{}", orders[0].1),
+            &stranger,
+            None,
+        )
+        .await;
+    assert_problem(someone_elses, 404, "not_found").await;
+    let reads = (orders.len() * 3 + 1) as f64;
+
+    let text = app.metrics_text(TOKEN).await;
+    let count = |name: &str| series(&text, &format!("{name}_count"));
+    let batches = count("shopd_order_read_batch_seconds");
+    if app.db.is_postgres() {
+        assert_eq!(count("shopd_order_reads_seconds"), reads);
+        assert_eq!(count("shopd_order_reads_queued_seconds"), reads);
+        // Every read was in exactly one batch.
+        assert_eq!(series(&text, "shopd_order_read_batch_size_sum"), reads);
+        assert_eq!(count("shopd_order_read_batch_size"), batches);
+        assert!((1.0..=reads).contains(&batches), "{batches} batches");
+        // A read lasts at least as long as its wait: the whole reads are never fewer under a bound.
+        for le in ["0.001", "0.01", "0.1"] {
+            let bucket = |name: &str| series(&text, &format!(r#"{name}_bucket{{le="{le}"}}"#));
+            assert!(
+                bucket("shopd_order_reads_seconds") <= bucket("shopd_order_reads_queued_seconds"),
+                "at {le}"
+            );
+        }
+    } else {
+        for name in [
+            "shopd_order_reads_seconds",
+            "shopd_order_reads_queued_seconds",
+            "shopd_order_read_batch_size",
+        ] {
+            assert_eq!(count(name), 0.0, "{name}");
+        }
+        assert_eq!(batches, 0.0);
+    }
+    // The route's own latency, by the same reads.
+    assert_eq!(
+        series(
+            &text,
+            r#"shopd_http_request_duration_seconds_count{method="GET",route="/v1/orders/{id}",status="200"}"#
+        ),
+        reads - 1.0
+    );
 }
 
 #[derive(QueryableByName)]
