@@ -17,6 +17,7 @@
 
 mod chart;
 mod client;
+mod inside;
 mod measure;
 mod procfs;
 mod report;
@@ -201,6 +202,7 @@ fn argon2_bound(cores: usize) -> anyhow::Result<Argon2Bound> {
 
 struct Run<'a> {
     args: &'a Args,
+    metrics_client: reqwest::Client,
     wrk_threads: usize,
     dir: tempfile::TempDir,
 }
@@ -238,18 +240,40 @@ impl Run<'_> {
         }
     }
 
-    async fn scenario(&self, id: &str, ctx: &mut Ctx, server_pid: u32) -> anyhow::Result<Outcome> {
+    /// `metrics_port`: where shopd's own `/metrics` is, read right before and right after the measured time
+    /// (none for the baseline).
+    async fn scenario(
+        &self,
+        scenario: &scenarios::Scenario,
+        ctx: &mut Ctx,
+        server_pid: u32,
+        metrics_port: Option<u16>,
+    ) -> anyhow::Result<Outcome> {
+        let id = scenario.id;
         if !self.args.warmup.is_zero() {
             let warm = scenarios::load_for(id, ctx, self.args.warmup).await?;
             self.execute(&warm, ctx, self.args.warmup).await?;
         }
         let load = scenarios::load_for(id, ctx, self.args.duration).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let watched = metrics_port.zip(scenario.route);
+        let scrape = |port| inside::scrape(&self.metrics_client, port);
+        let inside_before = match watched {
+            Some((port, _)) => Some(scrape(port).await?),
+            None => None,
+        };
         let probe = procfs::RssProbe::start(server_pid);
         let before = procfs::CpuSnapshot::take(server_pid);
         let (m, logins_beside) = self.execute(&load, ctx, self.args.duration).await?;
         let after = procfs::CpuSnapshot::take(server_pid);
+        let inside = match watched.zip(inside_before) {
+            Some(((port, route), earlier)) => {
+                Some(inside::between(&earlier, &scrape(port).await?, route))
+            }
+            _ => None,
+        };
         Ok(Outcome::Measured {
+            inside,
             m,
             start_rss_kib: probe.start_kib,
             peak_rss_kib: probe.stop(),
@@ -303,6 +327,10 @@ async fn main() -> anyhow::Result<()> {
     let baseline = servers::start_baseline(&release).await?;
     let run = Run {
         args: &args,
+        metrics_client: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?,
         wrk_threads: machine.cores,
         dir: tempfile::tempdir()?,
     };
@@ -358,30 +386,38 @@ async fn main() -> anyhow::Result<()> {
                 argon2 = Some(argon2_bound(machine.cores)?);
             }
             eprintln!("  ({}) {}", scenario.id, scenario.title);
-            let pid = if scenario.id == "a" {
-                baseline.pid
+            let (pid, metrics_port) = if scenario.id == "a" {
+                (baseline.pid, None)
             } else {
-                shopd.pid
+                (shopd.pid, shopd.metrics.then_some(shopd.port))
             };
-            let outcome = match run.scenario(scenario.id, &mut ctx, pid).await {
+            let outcome = match run.scenario(scenario, &mut ctx, pid, metrics_port).await {
                 Ok(outcome) => outcome,
                 Err(e) => Outcome::Failed(format!("{e:#}")),
             };
             match &outcome {
                 Outcome::Measured {
-                    m, peak_rss_kib, ..
-                } => eprintln!(
-                    "      {}/s, p50 {}, p99 {}, peak RSS {:.1} MiB{}",
-                    report::fmt_rate(m.rate()),
-                    report::fmt_latency(m.p50),
-                    report::fmt_latency(m.p99),
-                    report::mib(*peak_rss_kib),
-                    if m.notes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", m.notes.join("; "))
+                    m,
+                    peak_rss_kib,
+                    inside,
+                    ..
+                } => {
+                    eprintln!(
+                        "      {}/s, p50 {}, p99 {}, peak RSS {:.1} MiB{}",
+                        report::fmt_rate(m.rate()),
+                        report::fmt_latency(m.p50),
+                        report::fmt_latency(m.p99),
+                        report::mib(*peak_rss_kib),
+                        if m.notes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", m.notes.join("; "))
+                        }
+                    );
+                    if let Some(inside) = inside {
+                        eprintln!("      inside shopd: {}", report::fmt_inside(inside));
                     }
-                ),
+                }
                 Outcome::Failed(e) => eprintln!("      failed: {e}\n{}", shopd.log_tail()),
             }
             rows.push(Row { scenario, outcome });

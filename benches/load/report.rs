@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::Db;
+use crate::inside::Inside;
 use crate::measure::Measured;
 use crate::procfs::{CpuShare, Machine};
 use crate::scenarios::{Scenario, Target};
 
+// A dozen rows a run, made once and never moved in a loop: the size of the measured variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Measured {
         m: Measured,
@@ -18,6 +21,8 @@ pub enum Outcome {
         cpu: CpuShare,
         /// For a scenario measured beside the login loops: what the logins did meanwhile.
         logins_beside: Option<Measured>,
+        /// What shopd timed of the scenario's route itself (from its `/metrics`).
+        inside: Option<Inside>,
     },
     Failed(String),
 }
@@ -119,6 +124,32 @@ pub fn fmt_latency(d: Duration) -> String {
     } else {
         format!("{ms:.0} ms")
     }
+}
+
+fn fmt_maybe(d: Option<Duration>) -> String {
+    d.map_or_else(|| "–".to_owned(), fmt_latency)
+}
+
+/// shopd's own figures in one line (for the console).
+pub fn fmt_inside(inside: &Inside) -> String {
+    let mut text = format!(
+        "{} requests, p50 {}, p99 {}",
+        fmt_rate(inside.requests),
+        fmt_maybe(inside.p50),
+        fmt_maybe(inside.p99)
+    );
+    if let Some(r) = &inside.reads {
+        write!(
+            text,
+            "; order reads: queued p99 {}, batch p99 {}, read p99 {}, {:.1} reads a batch",
+            fmt_maybe(r.queued_p99),
+            fmt_maybe(r.batch_p99),
+            fmt_maybe(r.read_p99),
+            r.batch_size.unwrap_or(0.0)
+        )
+        .unwrap();
+    }
+    text
 }
 
 /// The target's text, and whether it is met (None: nothing to judge, or not measurable).
@@ -275,6 +306,7 @@ impl Report {
                         peak_rss_kib,
                         cpu,
                         logins_beside,
+                        ..
                     } => {
                         let share = baseline
                             .map(|a| format!("{:.1} %", 100.0 * m.rate() / a))
@@ -346,6 +378,7 @@ impl Report {
             )
             .unwrap();
         }
+        self.inside_table(&mut out);
         let idle: Vec<String> = self
             .blocks
             .iter()
@@ -369,6 +402,66 @@ impl Report {
             }
         }
         out
+    }
+}
+
+impl Report {
+    /// What shopd timed itself during the same measurements, beside what wrk saw.
+    fn inside_table(&self, out: &mut String) {
+        let rows: Vec<(&Block, &Row, &Measured, &Inside)> = self
+            .blocks
+            .iter()
+            .flat_map(|b| b.rows.iter().map(move |r| (b, r)))
+            .filter_map(|(b, r)| match &r.outcome {
+                Outcome::Measured {
+                    m,
+                    inside: Some(inside),
+                    ..
+                } => Some((b, r, m, inside)),
+                _ => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        writeln!(
+            out,
+            "Inside shopd, from its own `/metrics` read before and after each measurement: its latency of \
+             the route, from the request head to the response (histogram buckets, interpolated), beside \
+             the load generator's; and on PostgreSQL, for the order reads, the wait on the readers' queue, \
+             one batch (pool checkout and statement) and the whole read.\n"
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "| scenario | db | p99 seen by the load generator | p50 / p99 in shopd | order reads: queued p99 / batch p99 / read p99 / reads a batch |"
+        )
+        .unwrap();
+        writeln!(out, "|---|---|--:|--:|--:|").unwrap();
+        for (block, row, m, inside) in rows {
+            let reads = inside.reads.as_ref().map_or_else(String::new, |r| {
+                format!(
+                    "{} / {} / {} / {:.1}",
+                    fmt_maybe(r.queued_p99),
+                    fmt_maybe(r.batch_p99),
+                    fmt_maybe(r.read_p99),
+                    r.batch_size.unwrap_or(0.0)
+                )
+            });
+            writeln!(
+                out,
+                "| **{}** {} | {} | {} | {} / {} | {} |",
+                row.scenario.id,
+                row.scenario.short,
+                block.db.name(),
+                fmt_latency(m.p99),
+                fmt_maybe(inside.p50),
+                fmt_maybe(inside.p99),
+                reads
+            )
+            .unwrap();
+        }
+        writeln!(out).unwrap();
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Scenario {
     pub title: &'static str,
     /// For the chart.
     pub short: &'static str,
+    /// The route it loads, as shopd's metrics name it (`METHOD /pattern`); none for the baseline's.
+    pub route: Option<&'static str>,
     pub target: Target,
 }
 
@@ -60,12 +62,14 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "a",
         title: "baseline: GET / of examples/baseline.rs (framework ceiling)",
         short: "baseline GET /",
+        route: None,
         target: Target::None,
     },
     Scenario {
         id: "b",
         title: "GET /v1/orders/{id} with a valid access token",
         short: "GET /v1/orders/{id}",
+        route: Some("GET /v1/orders/{id}"),
         target: Target::ShareOfBaseline {
             sqlite: 0.30,
             postgres: 0.15,
@@ -76,6 +80,7 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "c",
         title: "POST /v1/orders, distinct Idempotency-Keys, enough stock",
         short: "POST /v1/orders",
+        route: Some("POST /v1/orders"),
         target: Target::PerSecond {
             sqlite: 2000.0,
             postgres: 1500.0,
@@ -85,6 +90,7 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "e",
         title: "POST /v1/auth/refresh (one single-use chain per connection)",
         short: "POST /v1/auth/refresh",
+        route: Some("POST /v1/auth/refresh"),
         target: Target::PerSecond {
             sqlite: 3000.0,
             postgres: 3000.0,
@@ -94,12 +100,14 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "f",
         title: "POST /v1/auth/login (argon2id m=19456 KiB, t=2, p=1)",
         short: "POST /v1/auth/login",
+        route: Some("POST /v1/auth/login"),
         target: Target::ShareOfArgon2Bound(0.90),
     },
     Scenario {
         id: "g",
         title: "p99 of (b) while (f) runs flat out",
         short: "(b) during logins",
+        route: Some("GET /v1/orders/{id}"),
         target: Target::P99Within {
             of: "b",
             factor: 2.0,
@@ -109,12 +117,14 @@ pub const SCENARIOS: &[Scenario] = &[
         id: "b@1000",
         title: "GET /v1/orders/{id} at 1,000 connections (memory)",
         short: "GET /v1/orders/{id}, 1k conns",
+        route: Some("GET /v1/orders/{id}"),
         target: Target::PeakRssMib(100.0),
     },
     Scenario {
         id: "d",
         title: "POST /v1/webhooks/standard, properly signed",
         short: "POST /v1/webhooks/standard",
+        route: Some("POST /v1/webhooks/standard"),
         target: Target::PerSecond {
             sqlite: 5000.0,
             postgres: 0.0,

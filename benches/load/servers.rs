@@ -68,6 +68,8 @@ pub struct Server {
     pub name: &'static str,
     pub pid: u32,
     pub port: u16,
+    /// shopd's `/metrics` is served (on its public address, behind `METRICS_TOKEN`).
+    pub metrics: bool,
     child: Child,
     log: PathBuf,
     /// How to run a `shopd` command against the same database (shopd only).
@@ -174,6 +176,7 @@ pub async fn start_baseline(release: &Path) -> anyhow::Result<Server> {
         name: "baseline",
         pid: child.id().context("no pid")?,
         port,
+        metrics: false,
         child,
         log,
         cli: None,
@@ -209,6 +212,9 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
     let log = dir.path().join("shopd.log");
     let mut env: Vec<(String, String)> = [
         ("SHOPD_BIND", format!("127.0.0.1:{port}")),
+        // Read before and after each scenario (`inside.rs`), never during it. On the public address: a
+        // metrics address of its own (`METRICS_BIND`) would add a server to the idle memory measured.
+        ("METRICS_TOKEN", METRICS_TOKEN.into()),
         ("SHOPD_DATA_DIR", dir.path().display().to_string()),
         ("DATABASE_URL", database_url),
         ("SHOP_DOMAIN", "shop.example.com".into()),
@@ -245,6 +251,7 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
         name: "shopd",
         pid: child.id().context("no pid")?,
         port,
+        metrics: true,
         child,
         log,
         cli: Some(Cli {
@@ -257,6 +264,9 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
     server.wait_until_answering("/readyz").await?;
     Ok(server)
 }
+
+/// shopd's `METRICS_TOKEN`, for the harness's reads of `/metrics`.
+pub const METRICS_TOKEN: &str = "load-harness-metrics-token-0123456789";
 
 /// The Standard Webhooks secret shopd is given (`STANDARD_WEBHOOK_SECRETS`); the harness signs with it.
 pub const WEBHOOK_SECRET: &str = "whsec_bG9hZC1oYXJuZXNzLXdlYmhvb2stc2VjcmV0LTMyYg==";

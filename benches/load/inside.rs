@@ -1,0 +1,195 @@
+//! What shopd measured of itself during a scenario: its `/metrics` read right before and right after the
+//! measured time, and the difference of its histograms. Set beside wrk's figures, it tells time spent inside
+//! shopd (from the request head to the response) from time spent before a request reaches it or after it
+//! leaves: in the kernel's queues, in the worker's queue of ready connections, waiting for a core, or in the
+//! load generator.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Cumulative bucket counts of every histogram series, by the series without its `le` label.
+#[derive(Debug, Default, Clone)]
+pub struct Scrape {
+    buckets: HashMap<String, Vec<(f64, f64)>>,
+}
+
+pub async fn scrape(client: &reqwest::Client, port: u16) -> anyhow::Result<Scrape> {
+    let text = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth(crate::servers::METRICS_TOKEN)
+        .send()
+        .await
+        .context("reading shopd's /metrics")?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(Scrape::parse(&text))
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Self {
+        let mut buckets: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Some(le_at) = series.rfind("le=\"") else {
+                continue;
+            };
+            if !series[..le_at].contains("_bucket{") {
+                continue;
+            }
+            let le_text = &series[le_at + 4..];
+            let Some(le_text) = le_text.split('"').next() else {
+                continue;
+            };
+            let le = if le_text == "+Inf" {
+                f64::INFINITY
+            } else {
+                match le_text.parse() {
+                    Ok(le) => le,
+                    Err(_) => continue,
+                }
+            };
+            let Ok(count) = value.parse::<f64>() else {
+                continue;
+            };
+            let key = series[..le_at].trim_end_matches(',').to_owned() + "}";
+            buckets.entry(key).or_default().push((le, count));
+        }
+        for series in buckets.values_mut() {
+            series.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Self { buckets }
+    }
+
+    /// The counts added since `before`, summed over every series whose key starts with `prefix` (like
+    /// `shopd_http_request_duration_seconds_bucket{method="GET",route="/v1/orders/{id}",`: every status).
+    pub fn since(&self, before: &Scrape, prefix: &str) -> Histogram {
+        let mut sum: Vec<(f64, f64)> = Vec::new();
+        for (key, after) in self.buckets.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            let earlier = before.buckets.get(key);
+            for (i, (le, count)) in after.iter().enumerate() {
+                let was = earlier
+                    .and_then(|e| e.get(i))
+                    .filter(|(l, _)| l == le)
+                    .map_or(0.0, |(_, c)| *c);
+                match sum.get_mut(i) {
+                    Some(slot) if slot.0 == *le => slot.1 += count - was,
+                    _ => sum.push((*le, count - was)),
+                }
+            }
+        }
+        Histogram { cumulative: sum }
+    }
+}
+
+/// Cumulative counts by upper bound (seconds), the last one `+Inf`.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    cumulative: Vec<(f64, f64)>,
+}
+
+impl Histogram {
+    pub fn count(&self) -> f64 {
+        self.cumulative.last().map_or(0.0, |(_, c)| *c)
+    }
+
+    /// The `q` quantile, interpolated linearly inside its bucket as Prometheus's `histogram_quantile` does;
+    /// `None` with no observation, or when it falls in the last (unbounded) bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(le, count) in &self.cumulative {
+            if count >= rank {
+                if le.is_infinite() {
+                    return None;
+                }
+                let in_bucket = count - lower.1;
+                let into = if in_bucket > 0.0 {
+                    (rank - lower.1) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some(lower.0 + (le - lower.0) * into);
+            }
+            lower = (le, count);
+        }
+        None
+    }
+
+    pub fn quantile_duration(&self, q: f64) -> Option<Duration> {
+        self.quantile(q).map(Duration::from_secs_f64)
+    }
+
+    /// The mean, from the bucket midpoints (for the batch sizes, whose bounds are powers of two).
+    pub fn mean_by_buckets(&self) -> Option<f64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        let mut lower = (0.0, 0.0);
+        let mut sum = 0.0;
+        for &(le, count) in &self.cumulative {
+            if le.is_finite() {
+                sum += (count - lower.1) * (lower.0 + le) / 2.0;
+            }
+            lower = (le, count);
+        }
+        Some(sum / total)
+    }
+}
+
+/// shopd's own figures for one scenario.
+#[derive(Debug, Clone)]
+pub struct Inside {
+    /// Requests of the scenario's route that shopd timed.
+    pub requests: f64,
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    /// On PostgreSQL, for the order reads: the batched reads' own timings.
+    pub reads: Option<Reads>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reads {
+    /// p99 of the wait on the queue for a reader.
+    pub queued_p99: Option<Duration>,
+    /// p99 of one batch (pool checkout and statement).
+    pub batch_p99: Option<Duration>,
+    /// p99 of the whole read, from the queue to the handler having the answer.
+    pub read_p99: Option<Duration>,
+    /// Reads a batch, on average.
+    pub batch_size: Option<f64>,
+}
+
+/// The series prefix of a route's latency histogram, from `METHOD /path`.
+fn route_prefix(route: &str) -> String {
+    let (method, path) = route.split_once(' ').unwrap_or(("GET", route));
+    format!("shopd_http_request_duration_seconds_bucket{{method=\"{method}\",route=\"{path}\",")
+}
+
+/// What shopd measured of `route` (like `GET /v1/orders/{id}`) between the two scrapes.
+pub fn between(before: &Scrape, after: &Scrape, route: &str) -> Inside {
+    let http = after.since(before, &route_prefix(route));
+    let plain = |name: &str| after.since(before, &format!("{name}_bucket{{"));
+    let read = plain("shopd_order_reads_seconds");
+    let reads = (read.count() > 0.0).then(|| Reads {
+        queued_p99: plain("shopd_order_reads_queued_seconds").quantile_duration(0.99),
+        batch_p99: plain("shopd_order_read_batch_seconds").quantile_duration(0.99),
+        read_p99: read.quantile_duration(0.99),
+        batch_size: plain("shopd_order_read_batch_size").mean_by_buckets(),
+    });
+    Inside {
+        requests: http.count(),
+        p50: http.quantile_duration(0.50),
+        p99: http.quantile_duration(0.99),
+        reads,
+    }
+}
