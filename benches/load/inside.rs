@@ -86,6 +86,17 @@ impl Scrape {
     }
 }
 
+/// A quantile read from histogram buckets.
+#[derive(Debug, Clone, Copy)]
+pub enum Estimate {
+    /// In the first bucket: at most its bound (interpolating from 0 would invent a figure).
+    AtMost(Duration),
+    /// Interpolated inside its bucket.
+    About(Duration),
+    /// In the unbounded bucket: over the last bound.
+    Over(Duration),
+}
+
 /// Cumulative counts by upper bound (seconds), the last one `+Inf`.
 #[derive(Debug, Clone)]
 pub struct Histogram {
@@ -97,35 +108,36 @@ impl Histogram {
         self.cumulative.last().map_or(0.0, |(_, c)| *c)
     }
 
-    /// The `q` quantile, interpolated linearly inside its bucket as Prometheus's `histogram_quantile` does;
-    /// `None` with no observation, or when it falls in the last (unbounded) bucket.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    /// The `q` quantile (of a histogram of seconds): interpolated linearly inside its bucket, as
+    /// Prometheus's `histogram_quantile` does, except in the first and the last (unbounded) buckets, where
+    /// only a bound is known. `None` with no observation.
+    pub fn quantile(&self, q: f64) -> Option<Estimate> {
         let total = self.count();
         if total <= 0.0 {
             return None;
         }
         let rank = q * total;
-        let mut lower = (0.0, 0.0);
+        let mut lower: Option<(f64, f64)> = None;
         for &(le, count) in &self.cumulative {
             if count >= rank {
-                if le.is_infinite() {
-                    return None;
-                }
-                let in_bucket = count - lower.1;
-                let into = if in_bucket > 0.0 {
-                    (rank - lower.1) / in_bucket
-                } else {
-                    1.0
-                };
-                return Some(lower.0 + (le - lower.0) * into);
+                let secs = Duration::from_secs_f64;
+                return Some(match lower {
+                    None => Estimate::AtMost(secs(le)),
+                    Some((bound, _)) if le.is_infinite() => Estimate::Over(secs(bound)),
+                    Some((bound, below)) => {
+                        let in_bucket = count - below;
+                        let into = if in_bucket > 0.0 {
+                            (rank - below) / in_bucket
+                        } else {
+                            1.0
+                        };
+                        Estimate::About(secs(bound + (le - bound) * into))
+                    }
+                });
             }
-            lower = (le, count);
+            lower = Some((le, count));
         }
         None
-    }
-
-    pub fn quantile_duration(&self, q: f64) -> Option<Duration> {
-        self.quantile(q).map(Duration::from_secs_f64)
     }
 
     /// The mean, from the bucket midpoints (for the batch sizes, whose bounds are powers of two).
@@ -151,8 +163,8 @@ impl Histogram {
 pub struct Inside {
     /// Requests of the scenario's route that shopd timed.
     pub requests: f64,
-    pub p50: Option<Duration>,
-    pub p99: Option<Duration>,
+    pub p50: Option<Estimate>,
+    pub p99: Option<Estimate>,
     /// On PostgreSQL, for the order reads: the batched reads' own timings.
     pub reads: Option<Reads>,
 }
@@ -160,11 +172,11 @@ pub struct Inside {
 #[derive(Debug, Clone)]
 pub struct Reads {
     /// p99 of the wait on the queue for a reader.
-    pub queued_p99: Option<Duration>,
+    pub queued_p99: Option<Estimate>,
     /// p99 of one batch (pool checkout and statement).
-    pub batch_p99: Option<Duration>,
+    pub batch_p99: Option<Estimate>,
     /// p99 of the whole read, from the queue to the handler having the answer.
-    pub read_p99: Option<Duration>,
+    pub read_p99: Option<Estimate>,
     /// Reads a batch, on average.
     pub batch_size: Option<f64>,
 }
@@ -181,15 +193,15 @@ pub fn between(before: &Scrape, after: &Scrape, route: &str) -> Inside {
     let plain = |name: &str| after.since(before, &format!("{name}_bucket{{"));
     let read = plain("shopd_order_reads_seconds");
     let reads = (read.count() > 0.0).then(|| Reads {
-        queued_p99: plain("shopd_order_reads_queued_seconds").quantile_duration(0.99),
-        batch_p99: plain("shopd_order_read_batch_seconds").quantile_duration(0.99),
-        read_p99: read.quantile_duration(0.99),
+        queued_p99: plain("shopd_order_reads_queued_seconds").quantile(0.99),
+        batch_p99: plain("shopd_order_read_batch_seconds").quantile(0.99),
+        read_p99: read.quantile(0.99),
         batch_size: plain("shopd_order_read_batch_size").mean_by_buckets(),
     });
     Inside {
         requests: http.count(),
-        p50: http.quantile_duration(0.50),
-        p99: http.quantile_duration(0.99),
+        p50: http.quantile(0.50),
+        p99: http.quantile(0.99),
         reads,
     }
 }

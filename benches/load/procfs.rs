@@ -185,6 +185,10 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_gib: f64,
     pub kernel: String,
+    /// `kernel.sched_autogroup_enabled`: each session (every PostgreSQL backend is one) a scheduling group of
+    /// its own, which weighs as much as shopd's whole session, hashing threads included (see
+    /// docs/performance.md). `None` where the kernel has no such setting.
+    pub autogroup: Option<bool>,
 }
 
 impl Machine {
@@ -213,6 +217,9 @@ impl Machine {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
+            autogroup: std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
+                .ok()
+                .map(|t| t.trim() != "0"),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::Db;
-use crate::inside::Inside;
+use crate::inside::{Estimate, Inside};
 use crate::measure::Measured;
 use crate::procfs::{CpuShare, Machine};
 use crate::scenarios::{Scenario, Target};
@@ -126,8 +126,13 @@ pub fn fmt_latency(d: Duration) -> String {
     }
 }
 
-fn fmt_maybe(d: Option<Duration>) -> String {
-    d.map_or_else(|| "–".to_owned(), fmt_latency)
+fn fmt_maybe(estimate: Option<Estimate>) -> String {
+    match estimate {
+        None => "–".to_owned(),
+        Some(Estimate::AtMost(d)) => format!("≤ {}", fmt_latency(d)),
+        Some(Estimate::About(d)) => fmt_latency(d),
+        Some(Estimate::Over(d)) => format!("> {}", fmt_latency(d)),
+    }
 }
 
 /// shopd's own figures in one line (for the console).
@@ -240,10 +245,15 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let m = &self.machine;
+        let autogroup = match m.autogroup {
+            Some(true) => ", session autogroups on (`kernel.sched_autogroup_enabled = 1`)",
+            Some(false) => ", session autogroups off (`kernel.sched_autogroup_enabled = 0`)",
+            None => "",
+        };
         writeln!(
             out,
-            "Measured {} on {} cores ({}), {:.0} GiB, Linux {}; load average {:.2} at the start, {:.2} at \
-             the end.",
+            "Measured {} on {} cores ({}), {:.0} GiB, Linux {}{autogroup}; load average {:.2} at the start, \
+             {:.2} at the end.",
             self.date, m.cores, m.cpu_model, m.memory_gib, m.kernel, self.load_start, self.load_end
         )
         .unwrap();
