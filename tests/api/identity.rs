@@ -1,6 +1,8 @@
 //! Customer identity, black-box: signup by texted code, tokens, refresh, logout, reset, profile, export,
 //! erasure. Every test ends by checking that no log line holds its phone, code, password or tokens.
 
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
@@ -8,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use shopd::db::schema::{refresh_tokens, verifications};
 
-use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, unique_phone};
+use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, series, unique_phone};
 
 fn s(v: &Value) -> &str {
     v.as_str().expect("a string")
@@ -1026,4 +1028,72 @@ async fn a_refresh_moves_last_used_at_only_when_it_is_a_minute_old() {
         .unwrap();
     let moved = last_used(&app, s(&last["access_token"])).await;
     assert!(moved >= before, "{moved} is now, not {started}");
+}
+
+/// When the view of ended sessions cannot be re-read (here the only database connection is held, so its
+/// re-reads wait), a token's session is looked up in the database rather than trusted to a stale view, and
+/// `shopd_session_checks_in_database_total` counts it. Once the view is re-read, tokens are checked in
+/// memory again.
+#[tokio::test]
+async fn a_stale_view_of_ended_sessions_sends_the_check_to_the_database_and_counts_it() {
+    const TOKEN: &str = "identity-tests-metrics-token-0123456789";
+    let app = TestApp::spawn_with(|vars| {
+        vars.set("METRICS_TOKEN", TOKEN);
+        vars.set("DATABASE_POOL_SIZE", "1");
+        vars.set("DATABASE_TIMEOUT", "30s");
+    })
+    .await;
+    let pair = app.register(&unique_phone()).await;
+    let access = pair["access_token"].as_str().expect("a token").to_owned();
+    let checks = || async {
+        series(
+            &app.metrics_text(TOKEN).await,
+            "shopd_session_checks_in_database_total",
+        )
+    };
+    let before = checks().await;
+
+    let db = app.state.db.clone();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = tokio::task::spawn_blocking(move || {
+        let conn = db.get().expect("the only connection");
+        let _ = released.recv_timeout(Duration::from_secs(25));
+        drop(conn);
+    });
+    // Past STALE_AFTER (900 ms) since the last re-read, which ended before the connection was taken.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (client, url) = (app.client.clone(), app.url("/v1/me"));
+    let bearer = access.clone();
+    let request =
+        tokio::spawn(async move { client.get(url).bearer_auth(bearer).send().await.unwrap() });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while checks().await == before {
+        assert!(
+            Instant::now() < deadline,
+            "the request was not sent to the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let response = request.await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the database says the session is live"
+    );
+    assert_eq!(checks().await, before + 1.0);
+
+    // The view is re-read within a poll or two: requests are checked in memory again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counted = checks().await;
+        let me = app.request(Method::GET, "/v1/me", &access, None).await;
+        assert_eq!(me.status(), 200);
+        if checks().await == counted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the view was never re-read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
