@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// Cumulative bucket counts of every histogram series, by the series without its `le` label.
+/// Cumulative bucket counts of every histogram series, by the series without its `le` label, and the
+/// sums of the label-free histograms, by name.
 #[derive(Debug, Default, Clone)]
 pub struct Scrape {
     buckets: HashMap<String, Vec<(f64, f64)>>,
+    sums: HashMap<String, f64>,
 }
 
 pub async fn scrape(client: &reqwest::Client, port: u16) -> anyhow::Result<Scrape> {
@@ -31,10 +33,15 @@ pub async fn scrape(client: &reqwest::Client, port: u16) -> anyhow::Result<Scrap
 impl Scrape {
     fn parse(text: &str) -> Self {
         let mut buckets: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+        let mut sums = HashMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((series, value)) = line.rsplit_once(' ') else {
                 continue;
             };
+            if let (Some(name), Ok(sum)) = (series.strip_suffix("_sum"), value.parse::<f64>()) {
+                sums.insert(name.to_owned(), sum);
+                continue;
+            }
             let Some(le_at) = series.rfind("le=\"") else {
                 continue;
             };
@@ -62,7 +69,14 @@ impl Scrape {
         for series in buckets.values_mut() {
             series.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
-        Self { buckets }
+        Self { buckets, sums }
+    }
+
+    /// The mean of the observations of the label-free histogram `name` since `before`.
+    pub fn mean_since(&self, before: &Scrape, name: &str) -> Option<f64> {
+        let count = self.since(before, &format!("{name}_bucket{{")).count();
+        let sum = self.sums.get(name)? - before.sums.get(name).copied().unwrap_or(0.0);
+        (count > 0.0).then(|| sum / count)
     }
 
     /// The counts added since `before`, summed over every series whose key starts with `prefix` (like
@@ -139,23 +153,6 @@ impl Histogram {
         }
         None
     }
-
-    /// The mean, from the bucket midpoints (for the batch sizes, whose bounds are powers of two).
-    pub fn mean_by_buckets(&self) -> Option<f64> {
-        let total = self.count();
-        if total <= 0.0 {
-            return None;
-        }
-        let mut lower = (0.0, 0.0);
-        let mut sum = 0.0;
-        for &(le, count) in &self.cumulative {
-            if le.is_finite() {
-                sum += (count - lower.1) * (lower.0 + le) / 2.0;
-            }
-            lower = (le, count);
-        }
-        Some(sum / total)
-    }
 }
 
 /// shopd's own figures for one scenario.
@@ -196,7 +193,7 @@ pub fn between(before: &Scrape, after: &Scrape, route: &str) -> Inside {
         queued_p99: plain("shopd_order_reads_queued_seconds").quantile(0.99),
         batch_p99: plain("shopd_order_read_batch_seconds").quantile(0.99),
         read_p99: read.quantile(0.99),
-        batch_size: plain("shopd_order_read_batch_size").mean_by_buckets(),
+        batch_size: after.mean_since(before, "shopd_order_read_batch_size"),
     });
     Inside {
         requests: http.count(),
