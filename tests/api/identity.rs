@@ -1043,7 +1043,8 @@ async fn a_stale_view_of_ended_sessions_sends_the_check_to_the_database_and_coun
         vars.set("DATABASE_TIMEOUT", "30s");
     })
     .await;
-    let pair = app.register(&unique_phone()).await;
+    let phone = unique_phone();
+    let pair = app.register(&phone).await;
     let access = pair["access_token"].as_str().expect("a token").to_owned();
     let checks = || async {
         series(
@@ -1096,4 +1097,5 @@ async fn a_stale_view_of_ended_sessions_sends_the_check_to_the_database_and_coun
         assert!(Instant::now() < deadline, "the view was never re-read");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_not_logged(&[&phone, &access]);
 }
