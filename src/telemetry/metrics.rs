@@ -20,17 +20,11 @@ fn attestation_reasons() -> impl Iterator<Item = &'static str> {
         .map(|f| f.reason())
 }
 
-/// Bounds of the latency histograms, in seconds: fine from 0.1 ms to 1 s, where the figures of
+/// Bounds of the latency histograms (requests, and the steps of the order reads), in seconds: fine from 0.1 ms to 1 s, where the figures of
 /// `docs/performance.md` lie, so that a quantile read from the buckets is within a fraction of its value.
 const LATENCY_BUCKETS: [f64; 23] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// Bounds of the waits inside shopd, in seconds: from 0.1 ms.
-const WAIT_BUCKETS: [f64; 15] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1,
-    0.25, 1.0,
 ];
 
 /// The timings of the batched order reads on PostgreSQL (`orders::detail_reads`), handed to its threads.
@@ -204,13 +198,13 @@ impl Metrics {
                 &registry,
                 "order_reads_queued_seconds",
                 "PostgreSQL only: time a GET /v1/orders/{id} read waited on the queue for a reader.",
-                &WAIT_BUCKETS,
+                &LATENCY_BUCKETS,
             ),
             batch: histogram(
                 &registry,
                 "order_read_batch_seconds",
                 "PostgreSQL only: time of one batch of order reads (pool checkout and statement).",
-                &WAIT_BUCKETS,
+                &LATENCY_BUCKETS,
             ),
             batch_size: histogram(
                 &registry,
@@ -222,7 +216,7 @@ impl Metrics {
                 &registry,
                 "order_reads_seconds",
                 "PostgreSQL only: time from a read joining the queue to its request having the answer.",
-                &WAIT_BUCKETS,
+                &LATENCY_BUCKETS,
             ),
         };
 

@@ -672,18 +672,7 @@ async fn concurrent_reads_of_many_customers_orders_each_get_only_their_own() {
 async fn batched_order_reads_are_timed_in_the_metrics() {
     const TOKEN: &str = "orders-tests-metrics-token-0123456789";
     let app = Arc::new(TestApp::spawn_with(|vars| vars.set("METRICS_TOKEN", TOKEN)).await);
-    let product = app.add_product("Tea", 450, 1_000);
-    let mut orders = Vec::new();
-    for _ in 0..4 {
-        let (token, _) = app.direct_customer();
-        for _ in 0..3 {
-            let placed = app
-                .place_order(&token, Some(&new_key()), &order_body(&[(&product, 1)]))
-                .await;
-            assert_eq!(placed.status(), 201);
-            orders.push((token.clone(), s(&json_of(placed).await["id"]).to_owned()));
-        }
-    }
+    let orders = orders_of_new_customers(&app, 4, 3).await;
     let stranger = app.direct_customer().0;
     let orders = Arc::new(orders);
     read_all_at_once(&app, &orders, 3).await;
@@ -754,6 +743,27 @@ fn order_scans(app: &TestApp) -> ScanCounts {
     .unwrap()
 }
 
+/// `customers` new customers, each with `each` orders of one product: (owner's access token, order id).
+async fn orders_of_new_customers(
+    app: &TestApp,
+    customers: usize,
+    each: usize,
+) -> Vec<(String, String)> {
+    let product = app.add_product("Tea", 450, 1_000);
+    let mut orders = Vec::new();
+    for _ in 0..customers {
+        let (token, _) = app.direct_customer();
+        for _ in 0..each {
+            let placed = app
+                .place_order(&token, Some(&new_key()), &order_body(&[(&product, 1)]))
+                .await;
+            assert_eq!(placed.status(), 201);
+            orders.push((token.clone(), s(&json_of(placed).await["id"]).to_owned()));
+        }
+    }
+    orders
+}
+
 /// Reads every order of `orders` (token, id) at once, `rounds` times: on PostgreSQL, in batches of several.
 async fn read_all_at_once(app: &Arc<TestApp>, orders: &Arc<Vec<(String, String)>>, rounds: usize) {
     for _ in 0..rounds {
@@ -804,18 +814,7 @@ async fn order_reads_do_not_scan_every_order_after_the_table_grows() {
     if !app.db.is_postgres() {
         return; // SQLite plans a statement when it is prepared, and shopd's SQLite reads are not batched.
     }
-    let product = app.add_product("Tea", 450, 1_000);
-    let mut orders = Vec::new();
-    for _ in 0..8 {
-        let (token, _) = app.direct_customer();
-        for _ in 0..5 {
-            let placed = app
-                .place_order(&token, Some(&new_key()), &order_body(&[(&product, 1)]))
-                .await;
-            assert_eq!(placed.status(), 201);
-            orders.push((token.clone(), s(&json_of(placed).await["id"]).to_owned()));
-        }
-    }
+    let orders = orders_of_new_customers(&app, 8, 5).await;
     let orders = Arc::new(orders);
     // Enough batches for PostgreSQL to settle on one plan, while the table holds 40 orders.
     read_all_at_once(&app, &orders, 10).await;
