@@ -14,8 +14,9 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api::edge::RouteLimits;
 use crate::api::{self, json::BodyLimit};
+use crate::auth::passwords::Hasher;
 use crate::auth::revocations::Revocations;
-use crate::auth::{Identity, IdentityParts};
+use crate::auth::{CgroupError, HashingCgroup, Identity, IdentityParts};
 use crate::config::Config;
 use crate::config::SmsSettings;
 use crate::db::{Db, DbError};
@@ -77,6 +78,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     Email(#[from] SenderError),
+    #[error("{0}")]
+    HashingCgroup(#[from] CgroupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -112,6 +115,13 @@ impl AppState {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let vault = Vault::new(&config.keys);
+        let hashing_cgroup = (config.identity.hashing_cgroup.as_deref())
+            .map(HashingCgroup::prepare)
+            .transpose()?;
+        if hashing_cgroup.is_some() {
+            tracing::info!("password hashing runs in an idle cgroup");
+        }
+        let hasher = Hasher::start(config.identity.password_hashing, hashing_cgroup)?;
         let identity = Identity::new(IdentityParts {
             db: db.clone(),
             vault: vault.clone(),
@@ -119,6 +129,7 @@ impl AppState {
             sms: sms_sender(&config.identity.sms),
             revocations: Revocations::default(),
             metrics: metrics.clone(),
+            hasher,
         });
         let staff = Staff::new(db.clone(), vault.clone(), &identity);
         let orders = Orders::new(OrdersParts {

@@ -2,6 +2,7 @@
 //! the customer's export and erasure. Staff share the session and token machinery.
 
 mod account;
+mod hash_cgroup;
 mod hash_memory;
 pub mod login;
 pub mod otp;
@@ -27,6 +28,7 @@ use crate::telemetry::Metrics;
 use crate::vault::Vault;
 
 pub use account::{ExportedCustomer, LogoutScope, Profile, ProfileChange, SessionInfo};
+pub use hash_cgroup::{CgroupError, HashingCgroup};
 pub use signup::VerificationStarted;
 
 use passwords::Hasher;
@@ -74,6 +76,7 @@ pub struct IdentityParts {
     pub sms: Arc<dyn SmsSender>,
     pub revocations: Revocations,
     pub metrics: Metrics,
+    pub hasher: Hasher,
 }
 
 impl Identity {
@@ -83,7 +86,7 @@ impl Identity {
             db: parts.db,
             vault: parts.vault,
             pepper: config.keys.otp_pepper.clone(),
-            hasher: Hasher::new(config.identity.password_hashing),
+            hasher: parts.hasher,
             sms: parts.sms,
             tokens: TokenIssuer {
                 keys: config.keys.access_tokens.clone(),

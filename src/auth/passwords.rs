@@ -18,6 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use subtle::ConstantTimeEq;
 
+use super::hash_cgroup::{CgroupError, HashingCgroup};
 use super::hash_memory::WorkingMemory;
 use crate::config::PasswordHashing;
 use crate::domain::Sensitive;
@@ -52,6 +53,15 @@ impl std::fmt::Debug for Hasher {
 impl Hasher {
     /// Starts one hashing thread per core; they end when the last clone of the hasher is dropped.
     pub fn new(cost: PasswordHashing) -> Self {
+        Self::start(cost, None).expect("with no cgroup to enter, the hashing threads start")
+    }
+
+    /// Starts one hashing thread per core, each moved into `cgroup` when given, and waits until they have
+    /// entered it: a thread that cannot is a failure to start, not a silent loss of what the cgroup is for.
+    pub fn start(
+        cost: PasswordHashing,
+        cgroup: Option<HashingCgroup>,
+    ) -> Result<Self, CgroupError> {
         let params = Params::new(
             cost.memory_kib,
             cost.iterations,
@@ -68,18 +78,32 @@ impl Hasher {
         let (queue, jobs) = mpsc::channel::<Work>();
         let jobs = Arc::new(Mutex::new(jobs));
         let spare: Arc<Spare> = Arc::default();
+        let (entered, placements) = mpsc::channel();
         for n in 0..cores {
-            let (jobs, spare) = (jobs.clone(), spare.clone());
+            let (jobs, spare, cgroup, entered) =
+                (jobs.clone(), spare.clone(), cgroup.clone(), entered.clone());
             std::thread::Builder::new()
                 .name(format!("shopd-argon2-{n}"))
-                .spawn(move || hashing_thread(&jobs, &spare))
+                .spawn(move || {
+                    let placed = cgroup.as_ref().map_or(Ok(()), HashingCgroup::enter);
+                    let failed = placed.is_err();
+                    let _ = entered.send(placed);
+                    drop(entered);
+                    if !failed {
+                        hashing_thread(&jobs, &spare);
+                    }
+                })
                 .expect("a hashing thread starts");
         }
-        Self {
+        drop(entered);
+        for placed in placements {
+            placed?;
+        }
+        Ok(Self {
             params,
             queue,
             dummy: Arc::new(dummy),
-        }
+        })
     }
 
     pub async fn hash(&self, password: Sensitive<String>) -> anyhow::Result<String> {

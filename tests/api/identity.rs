@@ -1099,3 +1099,49 @@ async fn a_stale_view_of_ended_sessions_sends_the_check_to_the_database_and_coun
     }
     assert_not_logged(&[&phone, &access]);
 }
+
+#[tokio::test]
+async fn hashing_threads_enter_the_configured_cgroup_marked_idle_and_a_directory_that_is_no_cgroup_stops_the_start()
+ {
+    // A cgroup v1 directory as the kernel shows it, minus the kernel: what shopd writes where.
+    let cgroup = tempfile::tempdir().unwrap();
+    let file = |name: &str| cgroup.path().join(name);
+    std::fs::write(file("tasks"), "").unwrap();
+    std::fs::write(file("cpu.idle"), "0\n").unwrap();
+    let dir = cgroup.path().to_string_lossy().into_owned();
+    let app = TestApp::spawn_with(|vars| vars.set("HASHING_CGROUP", &dir)).await;
+
+    let idle = std::fs::read_to_string(file("cpu.idle")).unwrap();
+    assert_eq!(idle.lines().last(), Some("1"), "marked idle: {idle:?}");
+    let tasks = std::fs::read_to_string(file("tasks")).unwrap();
+    let threads: std::collections::BTreeSet<&str> = tasks.lines().collect();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(tasks.lines().count(), cores, "one hashing thread a core");
+    assert_eq!(threads.len(), cores, "each thread once: {tasks:?}");
+    for tid in threads {
+        let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap();
+        assert!(name.starts_with("shopd-argon2-"), "{tid} is {name}");
+    }
+    let phone = unique_phone();
+    app.register(&phone).await;
+    assert_eq!(app.login(&phone, PASSWORD).await.status(), 200);
+    assert_eq!(app.login(&phone, "not the password").await.status(), 401);
+
+    let plain = tempfile::tempdir().unwrap();
+    let mut vars = app.vars.clone();
+    vars.set("HASHING_CGROUP", plain.path().to_string_lossy());
+    let config = shopd::config::Config::from_vars(&vars).unwrap();
+    let error = shopd::startup::Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.starts_with("HASHING_CGROUP ") && error.contains("is not a cgroup"),
+        "{error}"
+    );
+    assert!(
+        std::fs::read_dir(plain.path()).unwrap().next().is_none(),
+        "nothing written where there is no cgroup"
+    );
+}

@@ -1,0 +1,175 @@
+//! An optional cgroup of its own for the hashing threads (`HASHING_CGROUP`), marked idle (`cpu.idle = 1`).
+//!
+//! `SCHED_IDLE` ranks the hashing threads below shopd's other threads, but only within shopd's scheduling
+//! group. The kernel first shares the cores between groups: a service's cgroup, or, for processes in the
+//! root cgroup, a session's autogroup (each PostgreSQL backend is a session of its own). A group kept busy by
+//! hashing then competes as an equal with the database's groups, and a read waits for a backend that waits
+//! for a core. In a cgroup marked idle the hashing threads weigh next to nothing against every other group:
+//! measured with the load harness, the p99 of (g) on PostgreSQL (`docs/performance.md`).
+//!
+//! cgroup v1 moves a thread by writing its id to `tasks`; cgroup v2 only into a threaded cgroup, through
+//! `cgroup.threads`, so the cgroup is made threaded first. Setting it up (creating the directory, letting
+//! shopd write to it: `Delegate=yes` under systemd) is the deployment's part.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A cgroup, checked and marked idle, that hashing threads move into.
+#[derive(Debug, Clone)]
+pub struct HashingCgroup {
+    dir: PathBuf,
+    /// The file a thread writes its id to in order to move: `tasks` (v1) or `cgroup.threads` (v2).
+    threads: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("HASHING_CGROUP {path}: {reason}")]
+pub struct CgroupError {
+    path: String,
+    reason: String,
+}
+
+impl HashingCgroup {
+    /// Checks that `dir` is a cgroup with the cpu controller, makes it threaded (v2), and marks it idle.
+    pub fn prepare(dir: &Path) -> Result<Self, CgroupError> {
+        let error = |reason| CgroupError::new(dir, reason);
+        let v2 = dir.join("cgroup.threads");
+        let threads = if v2.is_file() {
+            let kind = std::fs::read_to_string(dir.join("cgroup.type"))
+                .map_err(|e| error(format!("cannot read cgroup.type: {e}")))?;
+            if kind.trim() != "threaded" {
+                write_to(&dir.join("cgroup.type"), "threaded")
+                    .map_err(|e| error(format!("cannot make the cgroup threaded: {e}")))?;
+            }
+            v2
+        } else if dir.join("tasks").is_file() {
+            dir.join("tasks")
+        } else {
+            return Err(error(
+                "is not a cgroup: it has neither tasks (v1) nor cgroup.threads (v2)".into(),
+            ));
+        };
+        let idle = dir.join("cpu.idle");
+        if !idle.is_file() {
+            return Err(error(
+                "has no cpu.idle: the cpu controller is not enabled there, or Linux is older than 5.15"
+                    .into(),
+            ));
+        }
+        write_to(&idle, "1").map_err(|e| error(format!("cannot mark it idle: {e}")))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            threads,
+        })
+    }
+
+    /// Moves the calling thread into the cgroup.
+    pub fn enter(&self) -> Result<(), CgroupError> {
+        write_to(&self.threads, &this_thread().to_string())
+            .map_err(|e| CgroupError::new(&self.dir, format!("a hashing thread cannot enter: {e}")))
+    }
+}
+
+impl CgroupError {
+    fn new(dir: &Path, reason: String) -> Self {
+        Self {
+            path: dir.display().to_string(),
+            reason,
+        }
+    }
+}
+
+/// Writes `value` to an existing cgroup file. Appending keeps what other threads wrote where the directory
+/// is an ordinary one (the tests); a cgroup file takes each write as one command whatever the mode.
+fn write_to(file: &Path, value: &str) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().append(true).open(file)?;
+    file.write_all(format!("{value}\n").as_bytes())
+}
+
+#[cfg(target_os = "linux")]
+fn this_thread() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    i64::from(unsafe { libc::gettid() })
+}
+
+/// Elsewhere there are no cgroups: `prepare` finds none, so no thread gets here.
+#[cfg(not(target_os = "linux"))]
+fn this_thread() -> i64 {
+    i64::from(std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cgroup_v1() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tasks"), "").unwrap();
+        std::fs::write(dir.path().join("cpu.idle"), "0\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_v1_cgroup_is_marked_idle_and_takes_the_threads_that_enter() {
+        let dir = cgroup_v1();
+        let cgroup = HashingCgroup::prepare(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cpu.idle")).unwrap(),
+            "0\n1\n"
+        );
+        std::thread::spawn(move || cgroup.enter().unwrap())
+            .join()
+            .unwrap();
+        let tasks = std::fs::read_to_string(dir.path().join("tasks")).unwrap();
+        let tid: i64 = tasks.trim().parse().unwrap();
+        assert_ne!(
+            tid,
+            i64::from(std::process::id()),
+            "a thread, not the process"
+        );
+    }
+
+    #[test]
+    fn a_v2_cgroup_is_made_threaded_before_threads_enter() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in [
+            ("cgroup.threads", ""),
+            ("cgroup.type", "domain\n"),
+            ("cpu.idle", "0\n"),
+        ] {
+            std::fs::write(dir.path().join(file), text).unwrap();
+        }
+        let cgroup = HashingCgroup::prepare(dir.path()).unwrap();
+        let kind = std::fs::read_to_string(dir.path().join("cgroup.type")).unwrap();
+        assert_eq!(kind, "domain\nthreaded\n");
+        cgroup.enter().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cgroup.threads"))
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_directory_that_is_no_cgroup_or_has_no_cpu_controller_is_refused() {
+        let plain = tempfile::tempdir().unwrap();
+        let refused = HashingCgroup::prepare(plain.path())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("is not a cgroup"), "{refused}");
+
+        let no_cpu = cgroup_v1();
+        std::fs::remove_file(no_cpu.path().join("cpu.idle")).unwrap();
+        let refused = HashingCgroup::prepare(no_cpu.path())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("has no cpu.idle"), "{refused}");
+
+        let missing = plain.path().join("gone");
+        let refused = HashingCgroup::prepare(&missing).unwrap_err().to_string();
+        assert!(refused.starts_with("HASHING_CGROUP "), "{refused}");
+    }
+}
