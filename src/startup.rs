@@ -115,7 +115,10 @@ impl AppState {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let vault = Vault::new(&config.keys);
-        let hashing_cgroup = (config.identity.hashing_cgroup.as_deref())
+        let hashing_cgroup = config
+            .identity
+            .hashing_cgroup
+            .as_deref()
             .map(HashingCgroup::prepare)
             .transpose()?;
         if hashing_cgroup.is_some() {

@@ -99,6 +99,10 @@ struct Args {
     /// An extra variable for shopd, like `MALLOC_ARENA_MAX=2` (repeatable; for experiments).
     #[arg(long = "shopd-env", value_parser = parse_env)]
     shopd_env: Vec<(String, String)>,
+    /// A cgroup (cpu controller) for shopd's hashing threads, passed as `HASHING_CGROUP`: created when
+    /// missing and removed after the run, the deployment's part (docs/configuration.md, Password hashing).
+    #[arg(long)]
+    hashing_cgroup: Option<std::path::PathBuf>,
     /// Use the release binaries already built.
     #[arg(long)]
     skip_build: bool,
@@ -334,6 +338,21 @@ async fn main() -> anyhow::Result<()> {
         wrk_threads: machine.cores,
         dir: tempfile::tempdir()?,
     };
+    let hashing_cgroup = args
+        .hashing_cgroup
+        .as_deref()
+        .map(servers::CgroupDir::ensure)
+        .transpose()?;
+    let shopd_env: Vec<(String, String)> = hashing_cgroup
+        .iter()
+        .map(|dir| {
+            (
+                "HASHING_CGROUP".to_owned(),
+                dir.path().display().to_string(),
+            )
+        })
+        .chain(args.shopd_env.iter().cloned())
+        .collect();
     let addresses = client::SourceAddresses::default();
     let mut blocks = Vec::new();
     for db in dbs {
@@ -345,7 +364,7 @@ async fn main() -> anyhow::Result<()> {
                 postgres_admin_url: &args.postgres_url,
                 twilio_base: &twilio.base_url,
                 rust_log: &args.rust_log,
-                extra_env: &args.shopd_env,
+                extra_env: &shopd_env,
             },
         )
         .await?;

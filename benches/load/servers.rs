@@ -187,6 +187,41 @@ pub async fn start_baseline(release: &Path) -> anyhow::Result<Server> {
     Ok(server)
 }
 
+/// A cgroup directory for shopd's hashing threads, removed when dropped if this run created it (it is
+/// empty by then: the threads end with shopd).
+pub struct CgroupDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl CgroupDir {
+    pub fn ensure(path: &Path) -> anyhow::Result<Self> {
+        let created = !path.exists();
+        if created {
+            std::fs::create_dir(path)
+                .with_context(|| format!("creating the cgroup {} (as root)", path.display()))?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            created,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for CgroupDir {
+    fn drop(&mut self) {
+        if self.created
+            && let Err(e) = std::fs::remove_dir(&self.path)
+        {
+            eprintln!("could not remove the cgroup {}: {e}", self.path.display());
+        }
+    }
+}
+
 pub struct ShopdOptions<'a> {
     pub db: Db,
     /// An administrative URL of the PostgreSQL server, like `postgres://postgres@127.0.0.1:5432/postgres`.
