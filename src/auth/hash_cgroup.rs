@@ -1,15 +1,17 @@
 //! An optional cgroup of its own for the hashing threads (`HASHING_CGROUP`), marked idle (`cpu.idle = 1`).
 //!
 //! `SCHED_IDLE` ranks the hashing threads below shopd's other threads, but only within shopd's scheduling
-//! group. The kernel first shares the cores between groups: a service's cgroup, or, for processes in the
-//! root cgroup, a session's autogroup (each PostgreSQL backend is a session of its own). A group kept busy by
-//! hashing then competes as an equal with the database's groups, and a read waits for a backend that waits
-//! for a core. In a cgroup marked idle the hashing threads weigh next to nothing against every other group:
-//! measured with the load harness, the p99 of (g) on PostgreSQL (`docs/performance.md`).
+//! group. The kernel first shares the cores between groups: cgroups, and, for processes in the root cgroup,
+//! each session's autogroup (each PostgreSQL backend is a session of its own). A group kept busy by hashing
+//! then competes as an equal with the database's groups, and a read waits for a backend that waits for a
+//! core. In an idle cgroup beside the database's group the hashing threads weigh next to nothing against
+//! it. Inside shopd's own cgroup they do not reliably help: that cgroup still weighs as one whole against
+//! the database's. Both measured with the load harness, the p99 of (g) on PostgreSQL (`docs/performance.md`).
 //!
-//! cgroup v1 moves a thread by writing its id to `tasks`; cgroup v2 only into a threaded cgroup, through
-//! `cgroup.threads`, so the cgroup is made threaded first. Setting it up (creating the directory, letting
-//! shopd write to it: `Delegate=yes` under systemd) is the deployment's part.
+//! So cgroup v1 only, where any thread can be moved to any cgroup of the hierarchy by writing its id to
+//! `tasks`. cgroup v2 keeps the threads of a process within its own cgroup's subtree, where the idle cgroup
+//! would be inside shopd's: a v2 directory is refused, pointing to the remedy that works there. Creating
+//! the directory and letting shopd write to it is the deployment's part.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct HashingCgroup {
     dir: PathBuf,
-    /// The file a thread writes its id to in order to move: `tasks` (v1) or `cgroup.threads` (v2).
-    threads: PathBuf,
+    /// The file a thread writes its id to in order to move.
+    tasks: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,42 +33,37 @@ pub struct CgroupError {
 }
 
 impl HashingCgroup {
-    /// Checks that `dir` is a cgroup with the cpu controller, makes it threaded (v2), and marks it idle.
+    /// Checks that `dir` is a cgroup v1 directory of the cpu controller, and marks it idle.
     pub fn prepare(dir: &Path) -> Result<Self, CgroupError> {
-        let error = |reason| CgroupError::new(dir, reason);
-        let v2 = dir.join("cgroup.threads");
-        let threads = if v2.is_file() {
-            let kind = std::fs::read_to_string(dir.join("cgroup.type"))
-                .map_err(|e| error(format!("cannot read cgroup.type: {e}")))?;
-            if kind.trim() != "threaded" {
-                write_to(&dir.join("cgroup.type"), "threaded")
-                    .map_err(|e| error(format!("cannot make the cgroup threaded: {e}")))?;
-            }
-            v2
-        } else if dir.join("tasks").is_file() {
-            dir.join("tasks")
-        } else {
+        let error = |reason: &str| CgroupError::new(dir, reason.to_owned());
+        if dir.join("cgroup.threads").is_file() {
             return Err(error(
-                "is not a cgroup: it has neither tasks (v1) nor cgroup.threads (v2)".into(),
+                "is a cgroup v2 directory: v2 keeps a process's threads inside its own cgroup, where an idle \
+                 cgroup does not rank them below the database's; give the database's unit a larger \
+                 CPUWeight instead (docs/configuration.md)",
             ));
-        };
+        }
+        let tasks = dir.join("tasks");
+        if !tasks.is_file() {
+            return Err(error("is not a cgroup: it has no tasks file"));
+        }
         let idle = dir.join("cpu.idle");
         if !idle.is_file() {
             return Err(error(
-                "has no cpu.idle: the cpu controller is not enabled there, or Linux is older than 5.15"
-                    .into(),
+                "has no cpu.idle: it is not in the cpu controller's hierarchy, or Linux is older than 5.15",
             ));
         }
-        write_to(&idle, "1").map_err(|e| error(format!("cannot mark it idle: {e}")))?;
+        write_to(&idle, "1")
+            .map_err(|e| CgroupError::new(dir, format!("cannot mark it idle: {e}")))?;
         Ok(Self {
             dir: dir.to_owned(),
-            threads,
+            tasks,
         })
     }
 
     /// Moves the calling thread into the cgroup.
     pub fn enter(&self) -> Result<(), CgroupError> {
-        write_to(&self.threads, &this_thread().to_string())
+        write_to(&self.tasks, &this_thread().to_string())
             .map_err(|e| CgroupError::new(&self.dir, format!("a hashing thread cannot enter: {e}")))
     }
 }
@@ -131,7 +128,7 @@ mod tests {
     }
 
     #[test]
-    fn a_v2_cgroup_is_made_threaded_before_threads_enter() {
+    fn a_v2_cgroup_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         for (file, text) in [
             ("cgroup.threads", ""),
@@ -140,17 +137,17 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(file), text).unwrap();
         }
-        let cgroup = HashingCgroup::prepare(dir.path()).unwrap();
-        let kind = std::fs::read_to_string(dir.path().join("cgroup.type")).unwrap();
-        assert_eq!(kind, "domain\nthreaded\n");
-        cgroup.enter().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("cgroup.threads"))
-                .unwrap()
-                .lines()
-                .count(),
-            1
+        let refused = HashingCgroup::prepare(dir.path()).unwrap_err().to_string();
+        assert!(
+            refused.contains("cgroup v2") && refused.contains("CPUWeight"),
+            "{refused}"
         );
+        for (file, text) in [("cgroup.type", "domain\n"), ("cpu.idle", "0\n")] {
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(file)).unwrap(),
+                text
+            );
+        }
     }
 
     #[test]
