@@ -99,8 +99,9 @@ struct Args {
     /// An extra variable for shopd, like `MALLOC_ARENA_MAX=2` (repeatable; for experiments).
     #[arg(long = "shopd-env", value_parser = parse_env)]
     shopd_env: Vec<(String, String)>,
-    /// A cgroup (cpu controller) for shopd's hashing threads, passed as `HASHING_CGROUP`: created when
-    /// missing and removed after the run, the deployment's part (docs/configuration.md, Password hashing).
+    /// A cgroup v1 directory of the cpu controller for shopd's hashing threads, passed as `HASHING_CGROUP`:
+    /// created when missing and removed after the run, the deployment's part (docs/configuration.md,
+    /// Identity).
     #[arg(long)]
     hashing_cgroup: Option<std::path::PathBuf>,
     /// Use the release binaries already built.
