@@ -55,6 +55,13 @@ impl HashingCgroup {
         }
         write_to(&idle, "1")
             .map_err(|e| CgroupError::new(dir, format!("cannot mark it idle: {e}")))?;
+        if inside_own_cgroup(dir, std::process::id()) {
+            tracing::warn!(
+                cgroup = %dir.display(),
+                "HASHING_CGROUP lies inside the cgroup shopd runs in, where it does not reliably keep logins \
+                 from slowing the database; put it beside the database's cgroup (docs/configuration.md)"
+            );
+        }
         Ok(Self {
             dir: dir.to_owned(),
             tasks,
@@ -75,6 +82,27 @@ impl CgroupError {
             reason,
         }
     }
+}
+
+/// Whether `dir` lies below a cgroup, other than the hierarchy's root, that holds the thread `pid`: inside
+/// the cgroup shopd was started in, which still weighs as one whole against the database's.
+fn inside_own_cgroup(dir: &Path, pid: u32) -> bool {
+    let pid = pid.to_string();
+    let is_cgroup = |d: &Path| d.join("tasks").is_file();
+    let mut ancestor = dir.parent();
+    while let Some(cgroup) = ancestor.filter(|a| is_cgroup(a)) {
+        let below_the_root = cgroup.parent().is_some_and(is_cgroup);
+        if !below_the_root {
+            return false;
+        }
+        let holds = std::fs::read_to_string(cgroup.join("tasks"))
+            .is_ok_and(|tasks| tasks.lines().any(|t| t.trim() == pid));
+        if holds {
+            return true;
+        }
+        ancestor = cgroup.parent();
+    }
+    false
 }
 
 /// Writes `value` to an existing cgroup file. Appending keeps what other threads wrote where the directory
@@ -124,6 +152,29 @@ mod tests {
             tid,
             i64::from(std::process::id()),
             "a thread, not the process"
+        );
+    }
+
+    #[test]
+    fn a_cgroup_inside_the_one_shopd_runs_in_is_told_apart_from_one_beside_it() {
+        let root = tempfile::tempdir().unwrap();
+        let cgroup = |path: &str, tasks: &str| {
+            let dir = root.path().join(path);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("tasks"), tasks).unwrap();
+            dir
+        };
+        cgroup("", "1\n2\n");
+        cgroup("database", "40\n41\n");
+        cgroup("shop", "7\n70\n");
+        let inside = cgroup("shop/hashing", "");
+        let beside = cgroup("hashing", "");
+        assert!(inside_own_cgroup(&inside, 70));
+        assert!(!inside_own_cgroup(&beside, 70));
+        assert!(!inside_own_cgroup(&inside, 40), "another process's cgroup");
+        assert!(
+            !inside_own_cgroup(&beside, 2),
+            "the root holds every process started outside any cgroup"
         );
     }
 
