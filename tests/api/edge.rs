@@ -1011,12 +1011,7 @@ async fn a_missing_or_mismatched_certificate_stops_the_start_naming_the_file() {
     let mut vars = crate::helpers::test_vars(&db);
     vars.set("TLS_CERT_FILE", cert.to_string_lossy());
     vars.set("TLS_KEY_FILE", other_key.to_string_lossy());
-    let config = shopd::config::Config::from_vars(&vars).unwrap();
-    let error = shopd::startup::Application::build(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let error = crate::helpers::start_refused(&vars).await;
     assert!(
         error.contains("b.key") && error.contains("does not fit"),
         "{error}"
@@ -1025,12 +1020,7 @@ async fn a_missing_or_mismatched_certificate_stops_the_start_naming_the_file() {
         "TLS_KEY_FILE",
         dir.path().join("absent.key").to_string_lossy(),
     );
-    let config = shopd::config::Config::from_vars(&vars).unwrap();
-    let error = shopd::startup::Application::build(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let error = crate::helpers::start_refused(&vars).await;
     assert!(error.contains("absent.key"), "{error}");
 }
 

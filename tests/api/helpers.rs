@@ -392,6 +392,16 @@ impl Drop for TestApp {
 }
 
 /// Asserts a problem+json answer with this status and code, and returns its body.
+/// The message with which the application refuses to start on `vars` (a valid configuration).
+pub async fn start_refused(vars: &Vars) -> String {
+    let config = Config::from_vars(vars).expect("the configuration itself is valid");
+    Application::build(config)
+        .await
+        .err()
+        .expect("the start is refused")
+        .to_string()
+}
+
 pub async fn assert_problem(
     response: reqwest::Response,
     status: u16,

@@ -1130,12 +1130,7 @@ async fn hashing_threads_enter_the_configured_cgroup_marked_idle_and_a_directory
     let plain = tempfile::tempdir().unwrap();
     let mut vars = app.vars.clone();
     vars.set("HASHING_CGROUP", plain.path().to_string_lossy());
-    let config = shopd::config::Config::from_vars(&vars).unwrap();
-    let error = shopd::startup::Application::build(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
+    let error = crate::helpers::start_refused(&vars).await;
     assert!(
         error.starts_with("HASHING_CGROUP ") && error.contains("is not a cgroup"),
         "{error}"
