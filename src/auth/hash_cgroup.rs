@@ -47,6 +47,11 @@ impl HashingCgroup {
         if !tasks.is_file() {
             return Err(error("is not a cgroup: it has no tasks file"));
         }
+        if lists(&tasks, std::process::id()) {
+            return Err(error(
+                "is the cgroup shopd runs in: marking it idle would idle all of shopd, not only its hashing",
+            ));
+        }
         let idle = dir.join("cpu.idle");
         if !idle.is_file() {
             return Err(error(
@@ -87,7 +92,6 @@ impl CgroupError {
 /// Whether `dir` lies below a cgroup, other than the hierarchy's root, that holds the thread `pid`: inside
 /// the cgroup shopd was started in, which still weighs as one whole against the database's.
 fn inside_own_cgroup(dir: &Path, pid: u32) -> bool {
-    let pid = pid.to_string();
     let is_cgroup = |d: &Path| d.join("tasks").is_file();
     let mut ancestor = dir.parent();
     while let Some(cgroup) = ancestor.filter(|a| is_cgroup(a)) {
@@ -95,14 +99,18 @@ fn inside_own_cgroup(dir: &Path, pid: u32) -> bool {
         if !below_the_root {
             return false;
         }
-        let holds = std::fs::read_to_string(cgroup.join("tasks"))
-            .is_ok_and(|tasks| tasks.lines().any(|t| t.trim() == pid));
-        if holds {
+        if lists(&cgroup.join("tasks"), pid) {
             return true;
         }
         ancestor = cgroup.parent();
     }
     false
+}
+
+/// Whether the `tasks` file lists the thread `pid`.
+fn lists(tasks: &Path, pid: u32) -> bool {
+    let pid = pid.to_string();
+    std::fs::read_to_string(tasks).is_ok_and(|text| text.lines().any(|t| t.trim() == pid))
 }
 
 /// Writes `value` to an existing cgroup file. Appending keeps what other threads wrote where the directory
@@ -202,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_that_is_no_cgroup_or_has_no_cpu_controller_is_refused() {
+    fn a_directory_that_is_no_cgroup_has_no_cpu_controller_or_holds_shopd_itself_is_refused() {
         let plain = tempfile::tempdir().unwrap();
         let refused = HashingCgroup::prepare(plain.path())
             .unwrap_err()
@@ -215,6 +223,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.contains("has no cpu.idle"), "{refused}");
+
+        let own = cgroup_v1();
+        std::fs::write(
+            own.path().join("tasks"),
+            format!("{}\n", std::process::id()),
+        )
+        .unwrap();
+        let refused = HashingCgroup::prepare(own.path()).unwrap_err().to_string();
+        assert!(refused.contains("the cgroup shopd runs in"), "{refused}");
+        assert_eq!(
+            std::fs::read_to_string(own.path().join("cpu.idle")).unwrap(),
+            "0\n",
+            "left as it was"
+        );
 
         let missing = plain.path().join("gone");
         let refused = HashingCgroup::prepare(&missing).unwrap_err().to_string();
