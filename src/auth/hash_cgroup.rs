@@ -21,8 +21,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct HashingCgroup {
     dir: PathBuf,
-    /// The file a thread writes its id to in order to move.
-    tasks: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +67,12 @@ impl HashingCgroup {
         }
         Ok(Self {
             dir: dir.to_owned(),
-            tasks,
         })
     }
 
     /// Moves the calling thread into the cgroup.
     pub fn enter(&self) -> Result<(), CgroupError> {
-        write_to(&self.tasks, &this_thread().to_string())
+        write_to(&self.dir.join("tasks"), &this_thread().to_string())
             .map_err(|e| CgroupError::new(&self.dir, format!("a hashing thread cannot enter: {e}")))
     }
 }

@@ -391,7 +391,6 @@ impl Drop for TestApp {
     }
 }
 
-/// Asserts a problem+json answer with this status and code, and returns its body.
 /// The message with which the application refuses to start on `vars` (a valid configuration).
 pub async fn start_refused(vars: &Vars) -> String {
     let config = Config::from_vars(vars).expect("the configuration itself is valid");
@@ -402,6 +401,7 @@ pub async fn start_refused(vars: &Vars) -> String {
         .to_string()
 }
 
+/// Asserts a problem+json answer with this status and code, and returns its body.
 pub async fn assert_problem(
     response: reqwest::Response,
     status: u16,
