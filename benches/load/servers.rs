@@ -40,12 +40,34 @@ pub fn build() -> anyhow::Result<()> {
             "baseline",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(name, _)| !set_by_cargo_for_a_target(name)))
         .status()
         .context("running cargo build")?;
     if !status.success() {
         bail!("cargo build --release failed");
     }
     Ok(())
+}
+
+/// The variables `cargo bench` sets for the program it runs (the harness). Build scripts such as ring's rerun
+/// when one of them changes (`rerun-if-env-changed=CARGO_MANIFEST_DIR`, …), so passing them on to the inner
+/// `cargo build` made every `cargo bench` after it, from a shell without them, rebuild ring, rustls and actix.
+fn set_by_cargo_for_a_target(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("CARGO_PKG_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "OUT_DIR",
+        ]
+        .contains(&name.as_ref())
 }
 
 pub fn free_port() -> anyhow::Result<u16> {
