@@ -12,9 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Binary, Nullable, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
+use crate::db::kept_sql::kept_sql;
 use crate::db::schema::{refresh_tokens, security_events, sessions};
 use crate::db::{DbConnection, direct};
 use crate::domain::Sensitive;
@@ -353,23 +355,22 @@ fn spend(
     parent: Option<&[u8]>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let target = refresh_tokens::table
-        .filter(refresh_tokens::spent_at.is_null())
-        .filter(
-            refresh_tokens::hash
-                .eq(hash)
-                .or(refresh_tokens::parent_hash.eq(parent)),
-        );
-    let spent: Vec<Vec<u8>> = match conn {
-        DbConnection::Sqlite(c) => diesel::update(target)
-            .set(refresh_tokens::spent_at.eq(now))
-            .returning(refresh_tokens::hash)
-            .get_results(c)?,
-        DbConnection::Postgresql(c) => diesel::update(target)
-            .set(refresh_tokens::spent_at.eq(now))
-            .returning(refresh_tokens::hash)
-            .get_results(c)?,
-    };
+    #[derive(QueryableByName)]
+    struct Spent {
+        #[diesel(sql_type = Binary)]
+        hash: Vec<u8>,
+    }
+    let spent: Vec<Spent> = direct::load(
+        kept_sql("UPDATE refresh_tokens SET spent_at = ")
+            .bind::<Timestamp, _>(now)
+            .sql(" WHERE spent_at IS NULL AND (hash = ")
+            .bind::<Binary, _>(hash)
+            .sql(" OR parent_hash = ")
+            .bind::<Nullable<Binary>, _>(parent)
+            .sql(") RETURNING hash"),
+        conn,
+    )?;
+    let spent: Vec<Vec<u8>> = spent.into_iter().map(|s| s.hash).collect();
     if spent.iter().any(|h| h == hash) {
         return Ok(true);
     }

@@ -2,6 +2,7 @@
 //! one way to run blocking diesel work off the async workers. Backend differences stay in match arms here.
 
 pub mod direct;
+pub mod kept_sql;
 pub mod schema;
 mod sqlite_writer;
 pub mod unprepared;

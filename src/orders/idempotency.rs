@@ -20,7 +20,8 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::db::DbConnection;
-use crate::db::schema::{idempotency_keys, orders};
+use crate::db::kept_sql::kept_sql;
+use crate::db::schema::idempotency_keys;
 use crate::error::{AppError, AppResult, Problem};
 use crate::vault::{Field, Opened, Vault};
 
@@ -244,34 +245,34 @@ pub(super) fn finish(
     let sealed = vault.seal(conn, customer_id, response_field(&held.key_id), text)?;
     let status = i32::from(status);
     let stored = match conn {
-        DbConnection::Postgresql(c) => diesel::sql_query(
-            "WITH paid AS (UPDATE orders SET payment_id = $1 WHERE id = $2) \
-             UPDATE idempotency_keys SET response_status = $3, response_body = $4, claim_token = NULL, \
-             claimed_until = NULL WHERE id = $5 AND claim_token = $6",
-        )
-        .bind::<Text, _>(payment.payment_id)
-        .bind::<Text, _>(payment.order_id)
-        .bind::<Integer, _>(status)
-        .bind::<Binary, _>(&sealed)
-        .bind::<Text, _>(&held.key_id)
-        .bind::<Text, _>(&held.token)
-        .execute(c)?,
-        DbConnection::Sqlite(_) => {
-            diesel::update(orders::table.find(payment.order_id))
-                .set(orders::payment_id.eq(Some(payment.payment_id)))
-                .execute(conn)?;
-            diesel::update(
-                idempotency_keys::table
-                    .filter(idempotency_keys::id.eq(&held.key_id))
-                    .filter(idempotency_keys::claim_token.eq(&held.token)),
-            )
-            .set((
-                idempotency_keys::response_status.eq(Some(status)),
-                idempotency_keys::response_body.eq(Some(&sealed)),
-                idempotency_keys::claim_token.eq(None::<String>),
-                idempotency_keys::claimed_until.eq(None::<NaiveDateTime>),
-            ))
-            .execute(conn)?
+        DbConnection::Postgresql(c) => kept_sql("WITH paid AS (UPDATE orders SET payment_id = ")
+            .bind::<Text, _>(payment.payment_id)
+            .sql(" WHERE id = ")
+            .bind::<Text, _>(payment.order_id)
+            .sql(") UPDATE idempotency_keys SET response_status = ")
+            .bind::<Integer, _>(status)
+            .sql(", response_body = ")
+            .bind::<Binary, _>(&sealed)
+            .sql(", claim_token = NULL, claimed_until = NULL WHERE id = ")
+            .bind::<Text, _>(&held.key_id)
+            .sql(" AND claim_token = ")
+            .bind::<Text, _>(&held.token)
+            .execute(c)?,
+        DbConnection::Sqlite(c) => {
+            kept_sql("UPDATE orders SET payment_id = ")
+                .bind::<Text, _>(payment.payment_id)
+                .sql(" WHERE id = ")
+                .bind::<Text, _>(payment.order_id)
+                .execute(c)?;
+            kept_sql("UPDATE idempotency_keys SET response_status = ")
+                .bind::<Integer, _>(status)
+                .sql(", response_body = ")
+                .bind::<Binary, _>(&sealed)
+                .sql(", claim_token = NULL, claimed_until = NULL WHERE id = ")
+                .bind::<Text, _>(&held.key_id)
+                .sql(" AND claim_token = ")
+                .bind::<Text, _>(&held.token)
+                .execute(c)?
         }
     };
     Ok(stored == 1)

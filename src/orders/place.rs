@@ -19,11 +19,13 @@ use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Text};
 
 use super::idempotency::{self, Claim, Held, IdempotencyKey, OrderPayment, StoredResponse};
 use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
+use crate::db::kept_sql::kept_sql;
 use crate::db::schema::{order_items, orders, products};
 use crate::db::{DbConnection, direct};
 use crate::domain::{Money, ShippingAddress};
@@ -327,13 +329,13 @@ impl Orders {
         by_id.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));
         for (i, line, name, _) in by_id {
             let reserved = direct::execute(
-                diesel::update(
-                    products::table
-                        .filter(products::id.eq(&line.product_id))
-                        .filter(products::stock.ge(line.quantity))
-                        .filter(products::active.eq(true)),
-                )
-                .set(products::stock.eq(products::stock - line.quantity)),
+                kept_sql("UPDATE products SET stock = stock - ")
+                    .bind::<Integer, _>(line.quantity)
+                    .sql(" WHERE id = ")
+                    .bind::<Text, _>(&line.product_id)
+                    .sql(" AND stock >= ")
+                    .bind::<Integer, _>(line.quantity)
+                    .sql(" AND active"),
                 conn,
             )?;
             if reserved == 0 {
@@ -408,29 +410,10 @@ impl Orders {
             )) => return Err(idempotency::in_progress()),
             Err(e) => return Err(e.into()),
         }
-        let rows: Vec<_> = priced
-            .iter()
-            .enumerate()
-            .map(|(n, (_, line, name, price))| {
-                (
-                    order_items::order_id.eq(id.clone()),
-                    order_items::line.eq(n as i32 + 1),
-                    order_items::product_id.eq(line.product_id.clone()),
-                    order_items::name.eq(name.clone()),
-                    order_items::unit_price.eq(*price),
-                    order_items::quantity.eq(line.quantity),
-                )
-            })
-            .collect();
-        // Multi-row inserts are not offered through the multi-backend connection: one per backend.
         match conn {
-            DbConnection::Sqlite(c) => diesel::insert_into(order_items::table)
-                .values(rows)
-                .execute(c)?,
-            DbConnection::Postgresql(c) => diesel::insert_into(order_items::table)
-                .values(rows)
-                .execute(c)?,
-        };
+            DbConnection::Postgresql(c) => insert_items_postgres(c, &id, &priced)?,
+            DbConnection::Sqlite(c) => insert_items_sqlite(c, &id, &priced)?,
+        }
         record_event(
             conn,
             &id,
@@ -447,6 +430,68 @@ impl Orders {
             expires_at,
         })
     }
+}
+
+/// A priced line: its index in the request, the line, the product's name and unit price.
+type Priced<'a> = (usize, &'a NewLine, String, i64);
+
+/// The lines of order `id`, numbered from 1, in one multi-row insert (SQLite compiles it each time, in
+/// process).
+fn insert_items_sqlite(
+    conn: &mut SqliteConnection,
+    id: &str,
+    priced: &[Priced<'_>],
+) -> QueryResult<()> {
+    let rows: Vec<_> = priced
+        .iter()
+        .enumerate()
+        .map(|(n, (_, line, name, price))| {
+            (
+                order_items::order_id.eq(id),
+                order_items::line.eq(n as i32 + 1),
+                order_items::product_id.eq(line.product_id.clone()),
+                order_items::name.eq(name.clone()),
+                order_items::unit_price.eq(*price),
+                order_items::quantity.eq(line.quantity),
+            )
+        })
+        .collect();
+    diesel::insert_into(order_items::table)
+        .values(rows)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The lines of order `id` on PostgreSQL: one statement of fixed text for any number of lines (the columns go
+/// as arrays, `unnest` makes them rows), so its prepared statement is kept.
+fn insert_items_postgres(
+    conn: &mut PgConnection,
+    id: &str,
+    priced: &[Priced<'_>],
+) -> QueryResult<()> {
+    let lines: Vec<i32> = (1..=priced.len() as i32).collect();
+    let product_ids: Vec<&str> = priced.iter().map(|p| p.1.product_id.as_str()).collect();
+    let names: Vec<&str> = priced.iter().map(|p| p.2.as_str()).collect();
+    let prices: Vec<i64> = priced.iter().map(|p| p.3).collect();
+    let quantities: Vec<i32> = priced.iter().map(|p| p.1.quantity).collect();
+    kept_sql(
+        "INSERT INTO order_items (order_id, line, product_id, name, unit_price, quantity) \
+         SELECT ",
+    )
+    .bind::<Text, _>(id)
+    .sql(", * FROM unnest(")
+    .bind::<Array<Integer>, _>(&lines)
+    .sql(", ")
+    .bind::<Array<Text>, _>(&product_ids)
+    .sql(", ")
+    .bind::<Array<Text>, _>(&names)
+    .sql(", ")
+    .bind::<Array<BigInt>, _>(&prices)
+    .sql(", ")
+    .bind::<Array<Integer>, _>(&quantities)
+    .sql(")")
+    .execute(conn)?;
+    Ok(())
 }
 
 /// The order an unfinished key made before, if any.

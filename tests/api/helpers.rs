@@ -449,6 +449,12 @@ impl TestApp {
     /// A customer made straight in the database with a session and an access token: for tests that need more
     /// customers than the per-address SMS limit allows. Returns (access token, customer id).
     pub fn direct_customer(&self) -> (String, String) {
+        let (issued, id) = self.direct_customer_session();
+        (issued.access_token.into_inner(), id)
+    }
+
+    /// As `direct_customer`, with the whole token pair of the session. Returns (pair, customer id).
+    pub fn direct_customer_session(&self) -> (shopd::auth::sessions::Issued, String) {
         use diesel::prelude::*;
         use shopd::db::schema::customers;
         let id = uuid::Uuid::now_v7().to_string();
@@ -475,7 +481,7 @@ impl TestApp {
                 "test",
             )
             .unwrap();
-        (issued.access_token.into_inner(), id)
+        (issued, id)
     }
 
     /// Adds an active product and returns its id.

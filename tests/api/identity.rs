@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use shopd::db::schema::{refresh_tokens, verifications};
 
 use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, series, unique_phone};
+use crate::statements;
 
 fn s(v: &Value) -> &str {
     v.as_str().expect("a string")
@@ -1139,4 +1140,33 @@ async fn hashing_threads_enter_the_configured_cgroup_marked_idle_and_a_directory
         std::fs::read_dir(plain.path()).unwrap().next().is_none(),
         "nothing written where there is no cgroup"
     );
+}
+
+/// A refresh's statements are prepared once per connection and kept: none is parsed and planned again for
+/// each refresh (diesel sends an `UPDATE` unprepared unless told otherwise).
+#[tokio::test]
+async fn each_statement_of_a_refresh_is_prepared_once_and_kept() {
+    let db = std::sync::Arc::new(crate::helpers::TestDb::new());
+    let url = statements::connection_url(&db);
+    statements::record_for(&url);
+    let app = TestApp::spawn_on(db, None, |_| {}).await;
+    let (issued, _) = app.direct_customer_session();
+    let mut token = issued.refresh_token.into_inner();
+    statements::take(&url);
+    for _ in 0..3 {
+        let refreshed = app
+            .post_json("/v1/auth/refresh", &json!({"refresh_token": token}))
+            .await;
+        assert_eq!(refreshed.status(), 200);
+        let refreshed: Value = refreshed.json().await.unwrap();
+        token = s(&refreshed["refresh_token"]).to_owned();
+    }
+    let refreshes: Vec<String> = statements::take(&url)
+        .into_iter()
+        .map(|(_, sql)| sql)
+        .filter(|sql| sql.contains("refresh_tokens"))
+        .collect();
+    // The token with its session, spending it, its child: three a refresh.
+    assert_eq!(refreshes.len(), 9, "{refreshes:#?}");
+    assert_eq!(statements::not_kept(&url, &refreshes), Vec::<String>::new());
 }

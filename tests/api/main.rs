@@ -19,4 +19,5 @@ mod process_exit;
 mod products;
 mod sms;
 mod staff;
+mod statements;
 mod webhooks;

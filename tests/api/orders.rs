@@ -19,6 +19,7 @@ use crate::helpers::{
     PASSWORD, TestApp, TestDb, address, assert_not_logged, assert_problem, new_key, order_body,
     series, unique_phone,
 };
+use crate::statements;
 
 fn s(v: &Value) -> &str {
     v.as_str().expect("a string")
@@ -1593,88 +1594,11 @@ async fn the_openapi_document_has_every_order_route() {
     );
 }
 
-mod statements {
-    //! SQL statements per order placement, counted through diesel's instrumentation on the connections of
-    //! one test database only.
-
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
-
-    static TARGET: Mutex<Option<String>> = Mutex::new(None);
-    static LOG: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
-    static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
-
-    struct Counter {
-        connection: usize,
-        counting: bool,
-    }
-
-    impl Instrumentation for Counter {
-        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-            match event {
-                InstrumentationEvent::StartEstablishConnection { url, .. } => {
-                    self.counting = TARGET.lock().unwrap().as_deref() == Some(url);
-                }
-                InstrumentationEvent::StartQuery { query, .. } if self.counting => {
-                    let text = query.to_string();
-                    let sql = text.split(" -- binds:").next().unwrap_or(&text).trim();
-                    LOG.lock().unwrap().push((self.connection, sql.to_owned()));
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn counter() -> Option<Box<dyn Instrumentation>> {
-        Some(Box::new(Counter {
-            connection: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
-            counting: false,
-        }))
-    }
-
-    /// Counts the statements of the connections of `url` from now on.
-    pub fn count_for(url: &str) {
-        *TARGET.lock().unwrap() = Some(url.to_owned());
-        set_default_instrumentation(counter).unwrap();
-    }
-
-    pub fn take() -> Vec<(usize, String)> {
-        std::mem::take(&mut *LOG.lock().unwrap())
-    }
-
-    /// The statements, split at each pool checkout (`SELECT 1`), of the checkouts that are part of an order
-    /// placement (they touch `idempotency_keys`; the background tasks' checkouts do not, or only to purge).
-    pub fn placement_checkouts(log: &[(usize, String)]) -> Vec<Vec<String>> {
-        let mut per_connection: std::collections::BTreeMap<usize, Vec<Vec<String>>> =
-            Default::default();
-        for (connection, sql) in log {
-            let groups = per_connection.entry(*connection).or_default();
-            if sql == "SELECT 1" || groups.is_empty() {
-                groups.push(Vec::new());
-            }
-            groups.last_mut().unwrap().push(sql.clone());
-        }
-        per_connection
-            .into_values()
-            .flatten()
-            .filter(|g| {
-                g.iter()
-                    .any(|s| s.contains("idempotency_keys") && !s.starts_with("DELETE"))
-            })
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn an_order_placement_issues_at_most_twelve_statements() {
     let db = Arc::new(TestDb::new());
-    let url = match &db.url {
-        shopd::config::DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
-        shopd::config::DatabaseUrl::Postgres(url) => url.expose().clone(),
-    };
-    statements::count_for(&url);
+    let url = statements::connection_url(&db);
+    statements::record_for(&url);
     let app = TestApp::spawn_on(db, None, |_| {}).await;
     let (token, _) = app.direct_customer();
     let product = app.add_product("Counted", 1_000, 100);
@@ -1688,14 +1612,14 @@ async fn an_order_placement_issues_at_most_twelve_statements() {
             .status(),
         201
     );
-    statements::take();
+    statements::take(&url);
     assert_eq!(
         app.place_order(&token, Some(&new_key()), &order_body(&[(&product, 1)]))
             .await
             .status(),
         201
     );
-    let one_line = statements::placement_checkouts(&statements::take());
+    let one_line = statements::placement_checkouts(&statements::take(&url));
     let count: usize = one_line.iter().map(Vec::len).sum();
     eprintln!("statements for a one-line order ({count}):");
     for (n, group) in one_line.iter().enumerate() {
@@ -1707,6 +1631,23 @@ async fn an_order_placement_issues_at_most_twelve_statements() {
         }
     }
     assert!(count <= 12, "{count} statements");
+    // Each is prepared once per connection and kept, not parsed and planned again for every order. On
+    // SQLite, diesel compiles each time, in process, the two whose text grows with the number of lines: the
+    // prices' `IN (?, …)` and the multi-row insert of the lines.
+    let not_kept = statements::not_kept(&url, one_line.iter().flatten());
+    if app.db.is_postgres() {
+        assert_eq!(not_kept, Vec::<String>::new());
+    } else {
+        assert_eq!(not_kept.len(), 2, "{not_kept:#?}");
+        assert!(
+            not_kept[0].contains("`products`.`id` IN (?)"),
+            "{not_kept:#?}"
+        );
+        assert!(
+            not_kept[1].starts_with("INSERT INTO `order_items`"),
+            "{not_kept:#?}"
+        );
+    }
 
     assert_eq!(
         app.place_order(
@@ -1718,7 +1659,7 @@ async fn an_order_placement_issues_at_most_twelve_statements() {
         .status(),
         201
     );
-    let three_lines: usize = statements::placement_checkouts(&statements::take())
+    let three_lines: usize = statements::placement_checkouts(&statements::take(&url))
         .iter()
         .map(Vec::len)
         .sum();
@@ -1730,12 +1671,12 @@ async fn an_order_placement_issues_at_most_twelve_statements() {
     let key = new_key();
     let body = order_body(&[(&product, 1)]);
     app.place_order(&token, Some(&key), &body).await;
-    statements::take();
+    statements::take(&url);
     assert_eq!(
         app.place_order(&token, Some(&key), &body).await.status(),
         201
     );
-    let replay: usize = statements::placement_checkouts(&statements::take())
+    let replay: usize = statements::placement_checkouts(&statements::take(&url))
         .iter()
         .map(Vec::len)
         .sum();

@@ -1,0 +1,147 @@
+//! SQL statements, recorded through diesel's instrumentation on the connections of the test databases that
+//! asked for it (each test its own), and which of them were prepared to be kept on their connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
+use shopd::config::DatabaseUrl;
+
+use crate::helpers::TestDb;
+
+#[derive(Default)]
+struct Record {
+    /// (connection, statement) in the order they were started.
+    started: Vec<(usize, String)>,
+    /// The statements prepared to be kept, as their connections prepared them.
+    kept: Vec<String>,
+}
+
+static RECORDS: Mutex<Option<HashMap<String, Record>>> = Mutex::new(None);
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+static INSTALL: Once = Once::new();
+
+struct Recorder {
+    connection: usize,
+    url: Option<String>,
+}
+
+impl Recorder {
+    fn record(&self, write: impl FnOnce(&mut Record)) {
+        let Some(url) = &self.url else { return };
+        if let Some(record) = RECORDS
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(|r| r.get_mut(url))
+        {
+            write(record);
+        }
+    }
+}
+
+impl Instrumentation for Recorder {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                self.url = Some(url.to_owned());
+            }
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let text = query.to_string();
+                let sql = text
+                    .split(" -- binds:")
+                    .next()
+                    .unwrap_or(&text)
+                    .trim()
+                    .to_owned();
+                let connection = self.connection;
+                self.record(|r| r.started.push((connection, sql)));
+            }
+            InstrumentationEvent::CacheQuery { sql, .. } => {
+                let sql = sql.trim().to_owned();
+                self.record(|r| r.kept.push(sql));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The address shopd's connections to `db` are opened with (a file path on SQLite).
+pub fn connection_url(db: &TestDb) -> String {
+    match &db.url {
+        DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
+        DatabaseUrl::Postgres(url) => url.expose().clone(),
+    }
+}
+
+/// Records the statements of the connections opened to `url` from now on.
+pub fn record_for(url: &str) {
+    INSTALL.call_once(|| {
+        set_default_instrumentation(|| {
+            Some(Box::new(Recorder {
+                connection: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
+                url: None,
+            }))
+        })
+        .unwrap();
+    });
+    RECORDS
+        .lock()
+        .unwrap()
+        .get_or_insert_default()
+        .insert(url.to_owned(), Record::default());
+}
+
+/// The statements started on `url`'s connections since the last call, with their connection.
+pub fn take(url: &str) -> Vec<(usize, String)> {
+    RECORDS
+        .lock()
+        .unwrap()
+        .as_mut()
+        .and_then(|r| r.get_mut(url))
+        .map(|r| std::mem::take(&mut r.started))
+        .unwrap_or_default()
+}
+
+/// The statements of `log` that were never prepared to be kept on `url`'s connections so far, leaving out
+/// transaction control, which goes out as plain text.
+pub fn not_kept<'a>(url: &str, log: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let records = RECORDS.lock().unwrap();
+    let kept = records
+        .as_ref()
+        .and_then(|r| r.get(url))
+        .map(|r| r.kept.as_slice())
+        .unwrap_or_default();
+    log.into_iter()
+        .filter(|sql| {
+            !["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"]
+                .iter()
+                .any(|control| sql.starts_with(control))
+        })
+        .filter(|sql| !kept.contains(sql))
+        .cloned()
+        .collect()
+}
+
+/// The statements, split at each pool checkout (`SELECT 1`), of the checkouts that are part of an order
+/// placement (they touch `idempotency_keys`; the background tasks' checkouts do not, or only to purge).
+pub fn placement_checkouts(log: &[(usize, String)]) -> Vec<Vec<String>> {
+    let mut per_connection: std::collections::BTreeMap<usize, Vec<Vec<String>>> =
+        Default::default();
+    for (connection, sql) in log {
+        let groups = per_connection.entry(*connection).or_default();
+        if sql == "SELECT 1" || groups.is_empty() {
+            groups.push(Vec::new());
+        }
+        groups.last_mut().unwrap().push(sql.clone());
+    }
+    per_connection
+        .into_values()
+        .flatten()
+        .filter(|g| {
+            g.iter()
+                .any(|s| s.contains("idempotency_keys") && !s.starts_with("DELETE"))
+        })
+        .collect()
+}
