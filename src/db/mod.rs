@@ -4,6 +4,7 @@
 pub mod direct;
 pub mod kept_sql;
 pub mod schema;
+mod sqlite_checkpoint;
 mod sqlite_writer;
 pub mod unprepared;
 
@@ -79,7 +80,8 @@ impl std::fmt::Debug for Db {
 }
 
 /// SQLite set up for a server: WAL so readers never wait for the writer, a busy timeout instead of instant
-/// `SQLITE_BUSY`, foreign keys on, NORMAL sync (durable at each checkpoint, safe with WAL), and a page cache
+/// `SQLITE_BUSY`, foreign keys on, NORMAL sync (durable at each checkpoint, safe with WAL; checkpoints are made
+/// by a thread of their own, see `sqlite_checkpoint`, the writer's own only past a large WAL), and a page cache
 /// of 1 MiB per connection instead of 2: every pooled connection fills its own, the operating system's page
 /// cache holds the file for all of them, and the hot pages (the indexes' upper levels) fit in far less.
 #[derive(Debug)]
@@ -88,10 +90,12 @@ struct SqliteSetup;
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteSetup {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
-            c.batch_execute(
+            c.batch_execute(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
-                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -1024;",
-            )
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -1024; \
+                 PRAGMA wal_autocheckpoint = {};",
+                sqlite_checkpoint::WAL_SAFETY_PAGES
+            ))
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())

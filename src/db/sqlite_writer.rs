@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use diesel::Connection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 
-use super::{DbConnection, Pool};
+use super::{DbConnection, Pool, sqlite_checkpoint};
 
 /// Given the failure of the group's commit (if any), delivers the job's answer.
 pub(super) type Finish = Box<dyn FnOnce(Option<String>) + Send>;
@@ -38,14 +38,15 @@ const MAX_GROUP: usize = 64;
 /// Starts the writer thread of `pool`; it ends when the returned queue's last sender is dropped.
 pub(super) fn start(pool: Pool) -> Sender<Job> {
     let (queue, jobs) = mpsc::channel::<Job>();
+    let checkpoints = sqlite_checkpoint::start(pool.clone());
     std::thread::Builder::new()
         .name("shopd-sqlite-writer".into())
-        .spawn(move || run(&pool, &jobs))
+        .spawn(move || run(&pool, &jobs, &checkpoints))
         .expect("the SQLite writer thread starts");
     queue
 }
 
-fn run(pool: &Pool, jobs: &Receiver<Job>) {
+fn run(pool: &Pool, jobs: &Receiver<Job>, checkpoints: &Sender<()>) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -55,6 +56,9 @@ fn run(pool: &Pool, jobs: &Receiver<Job>) {
             }
         }
         commit_group(pool, group);
+        // The checkpoint thread may be gone only when the process is stopping; the writer's own
+        // checkpoint (`WAL_SAFETY_PAGES`) still bounds the WAL then.
+        let _ = checkpoints.send(());
     }
 }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod crypto;
+mod durability;
 mod edge;
 mod email;
 mod fake_smtp;
