@@ -13,10 +13,10 @@
 //! writer mostly only appends. The writer keeps SQLite's own checkpoint as a safety net, at
 //! `WAL_SAFETY_PAGES`: under a steady stream of writes the WAL can only start over from its beginning after a
 //! checkpoint that has caught up with the last commit, which in practice is the writer's own. Under the load
-//! harness's webhooks on SQLite (scenario (d), docs/performance.md) this took about 5,200 to 5,950 events/s,
-//! at a p99 of 38 ms instead of 27.
+//! harness's webhooks on SQLite (scenario (d), docs/performance.md) this raised the rate from about 5,200 to
+//! about 5,950 events/s, and the p99 from 27 to 38 ms.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
 use diesel::RunQueryDsl;
@@ -24,7 +24,7 @@ use diesel::sql_types::Integer;
 
 use super::Pool;
 
-/// How often the WAL is checkpointed.
+/// How long after a commit the WAL is checkpointed; the commits made meanwhile share that checkpoint.
 pub(super) const EVERY: Duration = Duration::from_millis(100);
 
 /// The WAL size, in pages, past which the committing connection checkpoints by itself (SQLite's
@@ -47,21 +47,43 @@ struct Checkpointed {
     /// 1 when another checkpoint was running (of another process: a `shopd` command).
     #[diesel(sql_type = Integer)]
     busy: i32,
+    /// The frames in the WAL.
+    #[diesel(sql_type = Integer)]
+    log: i32,
+    /// The frames of the WAL now in the database file.
+    #[diesel(sql_type = Integer)]
+    checkpointed: i32,
 }
 
-/// Waits for a commit, lets `EVERY` pass (more commits come meanwhile), checkpoints; idle, it only waits.
+/// Waits for a commit, lets `EVERY` pass (more commits come meanwhile), checkpoints; idle, it only waits. A
+/// checkpoint that could not copy every frame (a reader still used an older snapshot) is tried again `EVERY`
+/// later, commit or not.
 fn run(pool: &Pool, commits: &Receiver<()>) {
     let mut failing = false;
-    while commits.recv().is_ok() {
+    let mut behind = false;
+    loop {
+        if !behind && commits.recv().is_err() {
+            return;
+        }
         std::thread::sleep(EVERY);
-        while commits.try_recv().is_ok() {}
+        let writer_gone = loop {
+            match commits.try_recv() {
+                Ok(()) => {}
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
+            }
+        };
         let done = pool.get().map_err(|e| e.to_string()).and_then(|mut conn| {
             diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
                 .get_result::<Checkpointed>(&mut *conn)
                 .map_err(|e| e.to_string())
         });
-        match done {
-            Ok(Checkpointed { busy }) => {
+        behind = match done {
+            Ok(Checkpointed {
+                busy,
+                log,
+                checkpointed,
+            }) => {
                 if failing {
                     tracing::info!("SQLite checkpoints work again");
                 }
@@ -69,12 +91,18 @@ fn run(pool: &Pool, commits: &Receiver<()>) {
                 if busy != 0 {
                     tracing::debug!("another SQLite checkpoint was running");
                 }
+                checkpointed < log
             }
-            Err(e) if !failing => {
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; the writer checkpoints on its own meanwhile");
+                }
                 failing = true;
-                tracing::warn!(error = %e, "SQLite checkpoint failed; the writer checkpoints on its own meanwhile");
+                false
             }
-            Err(_) => {}
+        };
+        if writer_gone {
+            return;
         }
     }
 }
