@@ -16,7 +16,7 @@ use diesel::sql_types::{Binary, Nullable, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
-use crate::db::kept_sql::kept_sql;
+use crate::db::kept_sql::{KeptStatement, kept_sql};
 use crate::db::schema::{refresh_tokens, security_events, sessions};
 use crate::db::{DbConnection, direct};
 use crate::domain::Sensitive;

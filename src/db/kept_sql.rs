@@ -43,19 +43,27 @@ pub struct KeptBind<Before, V, ST> {
     sql_type: PhantomData<ST>,
 }
 
+/// Appending to a statement: implemented by both of its parts, so that a function can take a statement's start
+/// and add the rest.
+pub trait KeptStatement: Sized {
+    /// Appends the placeholder of the next parameter, bound to `value`.
+    fn bind<BoundType, Value>(self, value: Value) -> KeptBind<Self, Value, BoundType> {
+        KeptBind {
+            before: self,
+            value,
+            sql_type: PhantomData,
+        }
+    }
+
+    /// Appends a piece of SQL text.
+    fn sql(self, sql: &'static str) -> KeptSql<Self> {
+        KeptSql { before: self, sql }
+    }
+}
+
 macro_rules! kept_statement {
     ($($ty:ident<$($param:ident),*>),*) => {$(
-        impl<$($param),*> $ty<$($param),*> {
-            /// Appends the placeholder of the next parameter, bound to `value`.
-            pub fn bind<BoundType, Value>(self, value: Value) -> KeptBind<Self, Value, BoundType> {
-                KeptBind { before: self, value, sql_type: PhantomData }
-            }
-
-            /// Appends a piece of SQL text.
-            pub fn sql(self, sql: &'static str) -> KeptSql<Self> {
-                KeptSql { before: self, sql }
-            }
-        }
+        impl<$($param),*> KeptStatement for $ty<$($param),*> {}
 
         /// No static id: the statement cache finds the statement by its text and bind types.
         impl<$($param),*> QueryId for $ty<$($param),*> {

@@ -25,7 +25,7 @@ use super::idempotency::{self, Claim, Held, IdempotencyKey, OrderPayment, Stored
 use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
-use crate::db::kept_sql::kept_sql;
+use crate::db::kept_sql::{KeptStatement, kept_sql};
 use crate::db::schema::{order_items, orders, products};
 use crate::db::{DbConnection, direct};
 use crate::domain::{Money, ShippingAddress};
