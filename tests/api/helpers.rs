@@ -105,6 +105,15 @@ impl TestDb {
         }
     }
 
+    /// The address shopd's connections are opened with, as diesel's instrumentation reports it (the file's
+    /// path on SQLite, without `url_text`'s scheme).
+    pub fn connection_url(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
+            DatabaseUrl::Postgres(url) => url.expose().clone(),
+        }
+    }
+
     /// Drops the PostgreSQL database now, closing every connection to it.
     pub fn drop_postgres(&self) {
         if let Some((base, name)) = &self.postgres {

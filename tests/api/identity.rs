@@ -1147,7 +1147,7 @@ async fn hashing_threads_enter_the_configured_cgroup_marked_idle_and_a_directory
 #[tokio::test]
 async fn each_statement_of_a_refresh_is_prepared_once_and_kept() {
     let db = std::sync::Arc::new(crate::helpers::TestDb::new());
-    let url = statements::connection_url(&db);
+    let url = db.connection_url();
     statements::record_for(&url);
     let app = TestApp::spawn_on(db, None, |_| {}).await;
     let (issued, _) = app.direct_customer_session();

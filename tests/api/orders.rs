@@ -1597,7 +1597,7 @@ async fn the_openapi_document_has_every_order_route() {
 #[tokio::test]
 async fn an_order_placement_issues_at_most_twelve_statements() {
     let db = Arc::new(TestDb::new());
-    let url = statements::connection_url(&db);
+    let url = db.connection_url();
     statements::record_for(&url);
     let app = TestApp::spawn_on(db, None, |_| {}).await;
     let (token, _) = app.direct_customer();

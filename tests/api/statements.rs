@@ -6,9 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
-use shopd::config::DatabaseUrl;
-
-use crate::helpers::TestDb;
 
 #[derive(Default)]
 struct Record {
@@ -64,14 +61,6 @@ impl Instrumentation for Recorder {
             }
             _ => {}
         }
-    }
-}
-
-/// The address shopd's connections to `db` are opened with (a file path on SQLite).
-pub fn connection_url(db: &TestDb) -> String {
-    match &db.url {
-        DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
-        DatabaseUrl::Postgres(url) => url.expose().clone(),
     }
 }
 
