@@ -283,6 +283,8 @@ fn serve(
     let public_metrics = state.config.edge.metrics.on_public_address();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        // Called on each worker's own thread, as the worker starts.
+        crate::orders::batch_order_reads_on_this_thread();
         App::new()
             .app_data(data.clone())
             .app_data(BodyLimit(body_limit))

@@ -168,11 +168,11 @@ pub struct Inside {
 
 #[derive(Debug, Clone)]
 pub struct Reads {
-    /// p99 of the wait on the queue for a reader.
+    /// p99 of the wait for the batch (a reader thread on PostgreSQL, the rest of the turn on SQLite).
     pub queued_p99: Option<Estimate>,
-    /// p99 of one batch (pool checkout and statement).
+    /// p99 of one batch (pool checkout and statements).
     pub batch_p99: Option<Estimate>,
-    /// p99 of the whole read, from the queue to the handler having the answer.
+    /// p99 of the whole read, from joining the batch to the handler having the answer.
     pub read_p99: Option<Estimate>,
     /// Reads a batch, on average.
     pub batch_size: Option<f64>,

@@ -438,8 +438,9 @@ impl Report {
             out,
             "Inside shopd, from its own `/metrics` read before and after each measurement: its latency of \
              the route, from the request head to the response (histogram buckets, interpolated), beside \
-             the load generator's; and on PostgreSQL, for the order reads, the wait on the readers' queue, \
-             one batch (pool checkout and statement) and the whole read.\n"
+             the load generator's; and for the order reads, the wait for their batch (on PostgreSQL, for a \
+             reader thread; on SQLite, for the rest of the worker's turn), one batch (pool checkout and \
+             statements) and the whole read.\n"
         )
         .unwrap();
         writeln!(

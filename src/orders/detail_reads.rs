@@ -120,21 +120,7 @@ fn answer(db: &Db, batch: Vec<Wanted>) {
         .and_then(|mut conn| read::details(&mut conn, &ids));
     let found = match found {
         Ok(found) => found,
-        Err(e) => {
-            let unavailable = match &e {
-                AppError::Unavailable(cause) => Some(cause.clone()),
-                _ => None,
-            };
-            tracing::error!(error = %e, reads = batch.len(), "a batch of order reads failed");
-            for w in batch {
-                let error = match &unavailable {
-                    Some(cause) => AppError::Unavailable(cause.clone()),
-                    None => AppError::Internal(anyhow::anyhow!("a batched order read failed")),
-                };
-                let _ = w.answer.send(Err(error));
-            }
-            return;
-        }
+        Err(e) => return fail_all(&e, batch.into_iter().map(|w| w.answer)),
     };
     for w in batch {
         let answer = match found.get(&w.order_id) {
@@ -142,5 +128,21 @@ fn answer(db: &Db, batch: Vec<Wanted>) {
             _ => Err(AppError::NotFound),
         };
         let _ = w.answer.send(answer);
+    }
+}
+
+/// Answers every read of a failed batch: `Unavailable` as it was, any other failure as an opaque one (its
+/// cause is logged here, once for the batch).
+pub(super) fn fail_all(
+    e: &AppError,
+    answers: impl ExactSizeIterator<Item = oneshot::Sender<AppResult<OrderDetail>>>,
+) {
+    tracing::error!(error = %e, reads = answers.len(), "a batch of order reads failed");
+    for answer in answers {
+        let error = match e {
+            AppError::Unavailable(cause) => AppError::Unavailable(cause.clone()),
+            _ => AppError::Internal(anyhow::anyhow!("a batch of order reads failed")),
+        };
+        let _ = answer.send(Err(error));
     }
 }

@@ -12,6 +12,7 @@ mod idempotency;
 mod place;
 pub mod read;
 pub mod state;
+mod turn_reads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use state::{
     Actor, ActorKind, OrderEvent, OrderFlag, OrderStatus, TRANSITIONS, Transition, allowed,
     set_flag, transition,
 };
+pub use turn_reads::enable_on_this_thread as batch_order_reads_on_this_thread;
 
 /// Now, in UTC, to the microsecond: what both backends store exactly, so a time read back equals the time
 /// written.
@@ -203,16 +205,13 @@ impl Orders {
                     detail_reads::DetailReads::start(
                         self.db.clone(),
                         readers,
-                        self.metrics.order_reads(),
+                        self.metrics.order_reads().clone(),
                     )
                 })
                 .detail(customer_id, order_id)
                 .await;
         }
-        let (customer, id) = (customer_id.to_owned(), order_id.to_owned());
-        self.db
-            .read(move |conn| read::detail(conn, &id, Some(&customer)))
-            .await
+        turn_reads::detail(&self.db, self.metrics.order_reads(), customer_id, order_id).await
     }
 
     /// `GET /v1/orders/{id}/shipping-address`.

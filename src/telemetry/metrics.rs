@@ -27,7 +27,8 @@ const LATENCY_BUCKETS: [f64; 23] = [
     0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The timings of the batched order reads on PostgreSQL (`orders::detail_reads`), handed to its threads.
+/// The timings of the batched order reads (`orders::detail_reads` on PostgreSQL, `orders::turn_reads` on
+/// SQLite).
 #[derive(Clone)]
 pub struct OrderReadTimings {
     /// From a request putting its read on the queue to a reader taking it.
@@ -197,25 +198,25 @@ impl Metrics {
             queued: histogram(
                 &registry,
                 "order_reads_queued_seconds",
-                "PostgreSQL only: time a GET /v1/orders/{id} read waited on the queue for a reader.",
+                "Time a GET /v1/orders/{id} read waited for its batch (PostgreSQL: a reader thread; SQLite: the rest of its worker's turn).",
                 &LATENCY_BUCKETS,
             ),
             batch: histogram(
                 &registry,
                 "order_read_batch_seconds",
-                "PostgreSQL only: time of one batch of order reads (pool checkout and statement).",
+                "Time of one batch of order reads (pool checkout and statements).",
                 &LATENCY_BUCKETS,
             ),
             batch_size: histogram(
                 &registry,
                 "order_read_batch_size",
-                "PostgreSQL only: order reads answered by one batch.",
+                "Order reads answered by one batch.",
                 &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
             ),
             read: histogram(
                 &registry,
                 "order_reads_seconds",
-                "PostgreSQL only: time from a read joining the queue to its request having the answer.",
+                "Time from a read joining its batch to its request having the answer.",
                 &LATENCY_BUCKETS,
             ),
         };
@@ -275,9 +276,9 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// For the batched order reads' threads and their callers.
-    pub fn order_reads(&self) -> OrderReadTimings {
-        self.0.order_reads.clone()
+    /// For the batched order reads and their callers.
+    pub fn order_reads(&self) -> &OrderReadTimings {
+        &self.0.order_reads
     }
 
     /// A session checked in the database: the ended-session view was stale (`auth::revocations`).

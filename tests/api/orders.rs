@@ -590,8 +590,9 @@ async fn another_customers_order_and_address_are_not_found() {
     assert_eq!(detail["status"], "pending_payment");
 }
 
-/// Many reads at once (on PostgreSQL they are answered in batches, several orders a statement): each reader
-/// gets exactly its own orders, with their own lines, and `not_found` for anyone else's and for none.
+/// Many reads at once (answered in batches: on PostgreSQL several orders a statement, on SQLite several
+/// statements a transaction): each reader gets exactly its own orders, with their own lines, and `not_found`
+/// for anyone else's and for none.
 #[tokio::test]
 async fn concurrent_reads_of_many_customers_orders_each_get_only_their_own() {
     let app = Arc::new(TestApp::spawn().await);
@@ -666,9 +667,9 @@ async fn concurrent_reads_of_many_customers_orders_each_get_only_their_own() {
     }
 }
 
-/// On PostgreSQL, each order read is timed on its way through the readers (the wait on the queue, its batch,
-/// the whole read), for an operator to tell a slow database from too few readers. SQLite reads are not
-/// batched, and these series stay at 0.
+/// Each order read is timed on its way through its batch (the wait for the batch, the batch, the whole read),
+/// for an operator to tell a slow database from too few readers: on PostgreSQL the readers' batches, on SQLite
+/// a worker's turn.
 #[tokio::test]
 async fn batched_order_reads_are_timed_in_the_metrics() {
     const TOKEN: &str = "orders-tests-metrics-token-0123456789";
@@ -691,30 +692,19 @@ async fn batched_order_reads_are_timed_in_the_metrics() {
     let text = app.metrics_text(TOKEN).await;
     let count = |name: &str| series(&text, &format!("{name}_count"));
     let batches = count("shopd_order_read_batch_seconds");
-    if app.db.is_postgres() {
-        assert_eq!(count("shopd_order_reads_seconds"), reads);
-        assert_eq!(count("shopd_order_reads_queued_seconds"), reads);
-        // Every read was in exactly one batch.
-        assert_eq!(series(&text, "shopd_order_read_batch_size_sum"), reads);
-        assert_eq!(count("shopd_order_read_batch_size"), batches);
-        assert!((1.0..=reads).contains(&batches), "{batches} batches");
-        // A read lasts at least as long as its wait: the whole reads are never fewer under a bound.
-        for le in ["0.001", "0.01", "0.1"] {
-            let bucket = |name: &str| series(&text, &format!(r#"{name}_bucket{{le="{le}"}}"#));
-            assert!(
-                bucket("shopd_order_reads_seconds") <= bucket("shopd_order_reads_queued_seconds"),
-                "at {le}"
-            );
-        }
-    } else {
-        for name in [
-            "shopd_order_reads_seconds",
-            "shopd_order_reads_queued_seconds",
-            "shopd_order_read_batch_size",
-        ] {
-            assert_eq!(count(name), 0.0, "{name}");
-        }
-        assert_eq!(batches, 0.0);
+    assert_eq!(count("shopd_order_reads_seconds"), reads);
+    assert_eq!(count("shopd_order_reads_queued_seconds"), reads);
+    // Every read was in exactly one batch.
+    assert_eq!(series(&text, "shopd_order_read_batch_size_sum"), reads);
+    assert_eq!(count("shopd_order_read_batch_size"), batches);
+    assert!((1.0..=reads).contains(&batches), "{batches} batches");
+    // A read lasts at least as long as its wait: the whole reads are never fewer under a bound.
+    for le in ["0.001", "0.01", "0.1"] {
+        let bucket = |name: &str| series(&text, &format!(r#"{name}_bucket{{le="{le}"}}"#));
+        assert!(
+            bucket("shopd_order_reads_seconds") <= bucket("shopd_order_reads_queued_seconds"),
+            "at {le}"
+        );
     }
     // The route's own latency, by the same reads.
     assert_eq!(
@@ -765,7 +755,7 @@ async fn orders_of_new_customers(
     orders
 }
 
-/// Reads every order of `orders` (token, id) at once, `rounds` times: on PostgreSQL, in batches of several.
+/// Reads every order of `orders` (token, id) at once, `rounds` times: in batches of several.
 async fn read_all_at_once(app: &Arc<TestApp>, orders: &Arc<Vec<(String, String)>>, rounds: usize) {
     for _ in 0..rounds {
         let reads: Vec<_> = (0..orders.len())
@@ -813,7 +803,7 @@ async fn counted_scans(
 async fn order_reads_do_not_scan_every_order_after_the_table_grows() {
     let app = Arc::new(TestApp::spawn().await);
     if !app.db.is_postgres() {
-        return; // SQLite plans a statement when it is prepared, and shopd's SQLite reads are not batched.
+        return; // SQLite plans a statement when it is prepared, and shopd's SQLite batches run one statement a read.
     }
     let orders = orders_of_new_customers(&app, 8, 5).await;
     let orders = Arc::new(orders);
