@@ -4,10 +4,11 @@
 //! On SQLite in WAL mode, each read transaction takes a shared lock in the WAL index (`-shm`) as it starts and
 //! gives it back as it ends, each time under a mutex SQLite keeps for the file in the whole process and, most
 //! times, with an `fcntl` call on that file. Two workers reading at once wait on each other there, and the
-//! waiting costs a futex and a trip through the scheduler; under the load harness's order reads that came to
-//! a quarter of shopd's time (`docs/performance.md`, the run of 2026-12-04 13:46). So the first read of a
-//! turn is put off until the other requests the worker was woken for have been handled, each read among them
-//! joins it, and all of them are answered from one transaction: one lock and one release instead of one each.
+//! waiting costs a futex and a trip through the scheduler; under the load harness's order reads a second
+//! worker added a quarter to each read's CPU (`docs/performance.md`, "What the run of 2026-12-04 14:39
+//! says"). So the first read of a turn is put off until the other requests the worker was woken for have been
+//! handled, each read among them joins it, and all of them are answered from one transaction: one lock and
+//! one release instead of one each.
 //!
 //! Nothing waits for a batch to fill: a read alone in its turn is made at once, as before, after a yield.
 //! Every read of a batch begins after its own request arrived, so a read sees every commit that was answered

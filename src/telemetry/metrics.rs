@@ -31,9 +31,9 @@ const LATENCY_BUCKETS: [f64; 23] = [
 /// SQLite).
 #[derive(Clone)]
 pub struct OrderReadTimings {
-    /// From a request putting its read on the queue to a reader taking it.
+    /// From a request putting its read on the queue to its batch taking it.
     pub queued: Histogram,
-    /// One batch: the pool checkout and the statement.
+    /// One batch: the pool checkout and the statements.
     pub batch: Histogram,
     /// Reads answered by one batch.
     pub batch_size: Histogram,

@@ -716,6 +716,80 @@ async fn batched_order_reads_are_timed_in_the_metrics() {
     );
 }
 
+/// Reads that reach a worker in one turn share one batch, and each still gets only its own answer: here five
+/// reads started together on one thread (as a worker takes them up), two customers' own orders, one of them
+/// asking for the other's, and one for no order at all. On SQLite they are one batch in one transaction; on
+/// PostgreSQL they go to the readers' queue, in batches of whatever was waiting.
+#[tokio::test]
+async fn reads_taken_up_in_one_turn_are_one_batch_and_each_gets_its_own_answer() {
+    let app = TestApp::spawn().await;
+    let product = app.add_product("Cup", 300, 100);
+    let mut placed = Vec::new();
+    for _ in 0..2 {
+        let (token, customer) = app.direct_customer();
+        let order = app
+            .place_order(&token, Some(&new_key()), &order_body(&[(&product, 2)]))
+            .await;
+        assert_eq!(order.status(), 201);
+        placed.push((customer, s(&json_of(order).await["id"]).to_owned()));
+    }
+    let (a, b) = (&placed[0], &placed[1]);
+    let nobodys = uuid::Uuid::now_v7().to_string();
+    let wanted: Vec<(&str, &str)> = vec![
+        (&a.0, &a.1),
+        (&b.0, &b.1),
+        (&a.0, &b.1),
+        (&b.0, &nobodys),
+        (&a.0, &a.1),
+    ];
+    let timings = app.state.metrics.order_reads();
+    let (batches_before, reads_before) = (
+        timings.batch_size.get_sample_count(),
+        timings.batch_size.get_sample_sum(),
+    );
+
+    let answers = tokio::task::LocalSet::new()
+        .run_until(async {
+            shopd::orders::batch_order_reads_on_this_thread();
+            futures_util::future::join_all(
+                wanted
+                    .iter()
+                    .map(|(customer, order)| app.state.orders.detail(customer, order)),
+            )
+            .await
+        })
+        .await;
+
+    let ids: Vec<Option<&str>> = answers
+        .iter()
+        .map(|a| a.as_ref().ok().map(|d| d.id.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            Some(a.1.as_str()),
+            Some(b.1.as_str()),
+            None,
+            None,
+            Some(a.1.as_str())
+        ]
+    );
+    for refused in [&answers[2], &answers[3]] {
+        assert!(
+            matches!(refused, Err(shopd::error::AppError::NotFound)),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(answers[0].as_ref().unwrap().items[0].quantity, 2);
+    assert_eq!(
+        timings.batch_size.get_sample_sum() - reads_before,
+        wanted.len() as f64
+    );
+    if !app.db.is_postgres() {
+        assert_eq!(timings.batch_size.get_sample_count() - batches_before, 1);
+    }
+}
+
 #[derive(QueryableByName)]
 struct ScanCounts {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
