@@ -76,6 +76,19 @@ pub const SCENARIOS: &[Scenario] = &[
             sqlite_p99_ms: Some(5.0),
         },
     },
+    // Right after (b), which it is compared with: both read the orders of a database in the same state. Run
+    // after (c), (e) and (f), it read a database those had grown (in the run of 2026-12-04 14:39, 32,689 reads
+    // a second against 46,000 on a fresh one), and its p99 measured that growth beside the logins.
+    Scenario {
+        id: "g",
+        title: "p99 of (b) while (f) runs flat out",
+        short: "(b) during logins",
+        route: Some("GET /v1/orders/{id}"),
+        target: Target::P99Within {
+            of: "b",
+            factor: 2.0,
+        },
+    },
     Scenario {
         id: "c",
         title: "POST /v1/orders, distinct Idempotency-Keys, enough stock",
@@ -102,16 +115,6 @@ pub const SCENARIOS: &[Scenario] = &[
         short: "POST /v1/auth/login",
         route: Some("POST /v1/auth/login"),
         target: Target::ShareOfArgon2Bound(0.90),
-    },
-    Scenario {
-        id: "g",
-        title: "p99 of (b) while (f) runs flat out",
-        short: "(b) during logins",
-        route: Some("GET /v1/orders/{id}"),
-        target: Target::P99Within {
-            of: "b",
-            factor: 2.0,
-        },
     },
     Scenario {
         id: "b@1000",
