@@ -27,11 +27,61 @@ use crate::telemetry::metrics::OrderReadTimings;
 /// The most reads answered by one statement.
 pub const MAX_BATCH: usize = 64;
 
-struct Wanted {
-    order_id: String,
-    customer_id: String,
+/// One order read waiting for its batch (here and in `turn_reads`).
+pub(super) struct Wanted {
+    pub(super) order_id: String,
+    pub(super) customer_id: String,
     queued_at: Instant,
-    answer: oneshot::Sender<AppResult<OrderDetail>>,
+    pub(super) answer: oneshot::Sender<AppResult<OrderDetail>>,
+}
+
+/// Where a read waits for its answer.
+pub(super) struct Asked {
+    queued_at: Instant,
+    answered: oneshot::Receiver<AppResult<OrderDetail>>,
+}
+
+impl Wanted {
+    /// The read of `order_id` for `customer_id`, asked now, and where its answer will come.
+    pub(super) fn ask(customer_id: &str, order_id: &str) -> (Self, Asked) {
+        let (answer, answered) = oneshot::channel();
+        let queued_at = Instant::now();
+        let wanted = Self {
+            order_id: order_id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            queued_at,
+            answer,
+        };
+        (
+            wanted,
+            Asked {
+                queued_at,
+                answered,
+            },
+        )
+    }
+}
+
+impl Asked {
+    /// The answer, once its batch has it; the whole read is timed.
+    pub(super) async fn answer(self, timings: &OrderReadTimings) -> AppResult<OrderDetail> {
+        let answer = self.answered.await.map_err(|_| not_read())?;
+        timings.read.observe(self.queued_at.elapsed().as_secs_f64());
+        answer
+    }
+}
+
+/// Times a batch as it is taken (each read's wait, the batch's size) and returns when it was taken, for the
+/// batch's own time.
+pub(super) fn taken(timings: &OrderReadTimings, batch: &[Wanted]) -> Instant {
+    let taken = Instant::now();
+    for w in batch {
+        timings
+            .queued
+            .observe(taken.duration_since(w.queued_at).as_secs_f64());
+    }
+    timings.batch_size.observe(batch.len() as f64);
+    taken
 }
 
 /// The queue of the reader threads. The threads end when it is dropped.
@@ -67,19 +117,9 @@ impl DetailReads {
 
     /// The customer's order `order_id`; `NotFound` when it does not exist or is someone else's.
     pub async fn detail(&self, customer_id: &str, order_id: &str) -> AppResult<OrderDetail> {
-        let (answer, answered) = oneshot::channel();
-        let queued_at = Instant::now();
-        self.queue
-            .send(Wanted {
-                order_id: order_id.to_owned(),
-                customer_id: customer_id.to_owned(),
-                queued_at,
-                answer,
-            })
-            .map_err(|_| not_read())?;
-        let answer = answered.await.map_err(|_| not_read())?;
-        self.timings.read.observe(queued_at.elapsed().as_secs_f64());
-        answer
+        let (wanted, asked) = Wanted::ask(customer_id, order_id);
+        self.queue.send(wanted).map_err(|_| not_read())?;
+        asked.answer(&self.timings).await
     }
 }
 
@@ -100,13 +140,7 @@ fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>, timings: &OrderReadTimings)
             }
             batch
         };
-        let taken = Instant::now();
-        for w in &batch {
-            timings
-                .queued
-                .observe(taken.duration_since(w.queued_at).as_secs_f64());
-        }
-        timings.batch_size.observe(batch.len() as f64);
+        let taken = taken(timings, &batch);
         answer(db, batch);
         timings.batch.observe(taken.elapsed().as_secs_f64());
     }

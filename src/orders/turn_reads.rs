@@ -15,23 +15,14 @@
 //! before its request was sent. On PostgreSQL the reads are batched across workers instead (`detail_reads`).
 
 use std::cell::{Cell, RefCell};
-use std::time::Instant;
 
 use diesel::Connection;
-use tokio::sync::oneshot;
 
-use super::detail_reads;
+use super::detail_reads::{self, Wanted};
 use super::read::{self, OrderDetail};
 use crate::db::Db;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::telemetry::metrics::OrderReadTimings;
-
-struct Wanted {
-    order_id: String,
-    customer_id: String,
-    queued_at: Instant,
-    answer: oneshot::Sender<AppResult<OrderDetail>>,
-}
 
 thread_local! {
     /// Set on the server's workers (`enable_on_this_thread`): elsewhere, as in a test calling the domain
@@ -60,15 +51,9 @@ pub async fn detail(
             .read(move |conn| read::detail(conn, &id, Some(&customer)))
             .await;
     }
-    let (answer, answered) = oneshot::channel();
-    let queued_at = Instant::now();
+    let (wanted, asked) = Wanted::ask(customer_id, order_id);
     let first = WAITING.with_borrow_mut(|waiting| {
-        waiting.push(Wanted {
-            order_id: order_id.to_owned(),
-            customer_id: customer_id.to_owned(),
-            queued_at,
-            answer,
-        });
+        waiting.push(wanted);
         waiting.len() == 1
     });
     if first {
@@ -77,21 +62,12 @@ pub async fn detail(
             // Behind the requests already woken: those that read an order join this batch.
             tokio::task::yield_now().await;
             let batch = WAITING.take();
-            let taken = Instant::now();
-            for w in &batch {
-                let queued = taken.duration_since(w.queued_at);
-                timings.queued.observe(queued.as_secs_f64());
-            }
-            timings.batch_size.observe(batch.len() as f64);
+            let taken = detail_reads::taken(&timings, &batch);
             answer_all(&db, batch).await;
             timings.batch.observe(taken.elapsed().as_secs_f64());
         });
     }
-    let answer = answered
-        .await
-        .map_err(|_| AppError::Unavailable("the order read was not made".into()))?;
-    timings.read.observe(queued_at.elapsed().as_secs_f64());
-    answer
+    asked.answer(timings).await
 }
 
 async fn answer_all(db: &Db, batch: Vec<Wanted>) {
