@@ -164,7 +164,9 @@ impl Identity {
             password,
             store,
             "The phone number or the password is wrong.",
-            move |conn, account| tokens.start(conn, Audience::Customer, &account.id, None, &client),
+            move |conn, key, account| {
+                tokens.start_after_login(conn, key, Audience::Customer, &account.id, None, &client)
+            },
         )
         .await
     }

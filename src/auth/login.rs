@@ -29,7 +29,9 @@ pub fn invalid_credentials(detail: &str) -> AppError {
     Problem::unauthorized("invalid_credentials", detail.to_owned()).into()
 }
 
-/// Checks `password` for the account under `account_key` and, when it matches, starts a session with `start`.
+/// Checks `password` for the account under `account_key` and, when it matches, starts a session with `start`,
+/// which also clears the account's failed logins (`TokenIssuer::start_after_login`): one statement on
+/// PostgreSQL, made without a transaction around it unless the stored hash is upgraded first.
 /// A wrong password and an unknown account give the same `invalid_credentials` in the same time. A login
 /// refused by the per-account back-off is counted in `metrics` (`login_throttled{by="account"}`).
 #[allow(clippy::too_many_arguments)]
@@ -46,7 +48,7 @@ pub async fn password_login<Find, Rehash, Start>(
 where
     Find: FnOnce(&mut DbConnection, &[u8]) -> QueryResult<Option<Account>> + Send + 'static,
     Rehash: FnOnce(&mut DbConnection, &str, String) -> QueryResult<usize> + Send + 'static,
-    Start: FnOnce(&mut DbConnection, &Account) -> AppResult<Issued> + Send + 'static,
+    Start: FnOnce(&mut DbConnection, &[u8], &Account) -> AppResult<Issued> + Send + 'static,
 {
     let key = account_key.clone();
     let find = store.find;
@@ -73,18 +75,16 @@ where
         .await?;
         return Err(invalid_credentials(failure_detail));
     };
-    let rehash = if verdict.needs_rehash {
-        Some(hasher.hash(password).await?)
-    } else {
-        None
-    };
+    if !verdict.needs_rehash {
+        return db
+            .write_one_statement(move |conn| start(conn, &account_key, &account))
+            .await;
+    }
+    let rehash = hasher.hash(password).await?;
     let store_rehash = store.store_rehash;
     db.write(move |conn| -> AppResult<Issued> {
-        throttle::clear_login_failures(conn, &account_key)?;
-        if let Some(hash) = rehash {
-            store_rehash(conn, &account.id, hash)?;
-        }
-        start(conn, &account)
+        store_rehash(conn, &account.id, rehash)?;
+        start(conn, &account_key, &account)
     })
     .await
 }

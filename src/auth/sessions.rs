@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Binary, Nullable, Timestamp};
+use diesel::sql_types::{Binary, Nullable, Text, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
@@ -128,6 +128,28 @@ impl std::fmt::Debug for TokenIssuer {
     }
 }
 
+/// A new live session's row, as of now.
+fn new_session(
+    audience: Audience,
+    subject_id: &str,
+    role: Option<&str>,
+    client: &str,
+) -> SessionRow {
+    let now = now();
+    SessionRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        audience: audience_name(audience).to_owned(),
+        subject_id: subject_id.to_owned(),
+        role: role.map(str::to_owned),
+        client: client.to_owned(),
+        auth_time: now,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + secs(policy(audience).absolute),
+        ended_at: None,
+    }
+}
+
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
@@ -182,19 +204,7 @@ impl TokenIssuer {
         role: Option<&str>,
         client: &str,
     ) -> AppResult<Issued> {
-        let now = now();
-        let row = SessionRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            audience: audience_name(audience).to_owned(),
-            subject_id: subject_id.to_owned(),
-            role: role.map(str::to_owned),
-            client: client.to_owned(),
-            auth_time: now,
-            created_at: now,
-            last_used_at: now,
-            expires_at: now + secs(policy(audience).absolute),
-            ended_at: None,
-        };
+        let row = new_session(audience, subject_id, role, client);
         diesel::insert_into(sessions::table)
             .values((
                 sessions::id.eq(&row.id),
@@ -208,7 +218,63 @@ impl TokenIssuer {
                 sessions::expires_at.eq(row.expires_at),
             ))
             .execute(conn)?;
-        self.issue(conn, &row, audience, None, now)
+        self.issue(conn, &row, audience, None, row.created_at)
+    }
+
+    /// `start` after a password login, clearing the account's failed logins (`throttle`) with it. On
+    /// PostgreSQL that is one statement, atomic by itself (the delete and the session's insert in a `WITH`
+    /// before the refresh token's): one round trip where a transaction of the three took five. On SQLite,
+    /// where a statement is a call in process, the three statements, in the caller's transaction.
+    pub fn start_after_login(
+        &self,
+        conn: &mut DbConnection,
+        account_key: &[u8],
+        audience: Audience,
+        subject_id: &str,
+        role: Option<&str>,
+        client: &str,
+    ) -> AppResult<Issued> {
+        let DbConnection::Postgresql(pg) = conn else {
+            super::throttle::clear_login_failures(conn, account_key)?;
+            return self.start(conn, audience, subject_id, role, client);
+        };
+        let row = new_session(audience, subject_id, role, client);
+        let refresh = new_refresh_token();
+        kept_sql("WITH cleared AS (DELETE FROM login_failures WHERE account_key = ")
+            .bind::<Binary, _>(account_key)
+            .sql(
+                "), session AS (INSERT INTO sessions (id, audience, subject_id, role, client, \
+                 auth_time, created_at, last_used_at, expires_at) VALUES (",
+            )
+            .bind::<Text, _>(&row.id)
+            .sql(", ")
+            .bind::<Text, _>(&row.audience)
+            .sql(", ")
+            .bind::<Text, _>(&row.subject_id)
+            .sql(", ")
+            .bind::<Nullable<Text>, _>(&row.role)
+            .sql(", ")
+            .bind::<Text, _>(&row.client)
+            .sql(", ")
+            .bind::<Timestamp, _>(row.auth_time)
+            .sql(", ")
+            .bind::<Timestamp, _>(row.created_at)
+            .sql(", ")
+            .bind::<Timestamp, _>(row.last_used_at)
+            .sql(", ")
+            .bind::<Timestamp, _>(row.expires_at)
+            .sql(
+                ")) INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
+                 VALUES (",
+            )
+            .bind::<Binary, _>(hash_refresh_token(&refresh))
+            .sql(", ")
+            .bind::<Text, _>(&row.id)
+            .sql(", NULL, ")
+            .bind::<Timestamp, _>(row.created_at)
+            .sql(")")
+            .execute(pg)?;
+        Ok(self.pair(&row, audience, refresh, row.created_at))
     }
 
     fn issue(
@@ -229,6 +295,17 @@ impl TokenIssuer {
             )),
             conn,
         )?;
+        Ok(self.pair(session, audience, refresh, now))
+    }
+
+    /// The pair of `refresh` (stored already) and a new access token of `session`.
+    fn pair(
+        &self,
+        session: &SessionRow,
+        audience: Audience,
+        refresh: String,
+        now: NaiveDateTime,
+    ) -> Issued {
         let iat = now.and_utc().timestamp();
         let exp =
             (iat + ACCESS_TOKEN_TTL.as_secs() as i64).min(session.expires_at.and_utc().timestamp());
@@ -246,14 +323,14 @@ impl TokenIssuer {
         });
         let policy = policy(audience);
         let refresh_until = session.expires_at.min(now + secs(policy.idle));
-        Ok(Issued {
+        Issued {
             session_id: session.id.clone(),
             subject_id: session.subject_id.clone(),
             access_token: Sensitive::new(access),
             expires_in: (exp - iat).max(0) as u64,
             refresh_token: Sensitive::new(refresh),
             refresh_expires_in: (refresh_until - now).num_seconds().max(0) as u64,
-        })
+        }
     }
 
     /// Spends a refresh token. Run inside a write transaction.

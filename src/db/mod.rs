@@ -268,6 +268,21 @@ impl Db {
         }
     }
 
+    /// `write` for work that is a single statement on PostgreSQL: atomic by itself, it runs without the
+    /// `BEGIN` and `COMMIT` round trips around it. On SQLite, where the same work may be several statements
+    /// (a call in process each), it is `write`.
+    pub async fn write_one_statement<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        match self.backend {
+            Backend::Sqlite => self.on_sqlite_writer(true, f).await,
+            Backend::Postgres => self.run(f).await,
+        }
+    }
+
     pub fn run_migrations(&self) -> Result<usize, DbError> {
         let mut conn = self.get()?;
         run_pending_migrations(&mut conn)

@@ -331,9 +331,10 @@ impl Staff {
             password,
             store,
             "The e-mail or the password is wrong.",
-            move |conn, account| {
-                tokens.start(
+            move |conn, key, account| {
+                tokens.start_after_login(
                     conn,
+                    key,
                     Audience::Staff,
                     &account.id,
                     account.role.as_deref(),

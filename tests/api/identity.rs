@@ -1170,3 +1170,64 @@ async fn each_statement_of_a_refresh_is_prepared_once_and_kept() {
     assert_eq!(refreshes.len(), 9, "{refreshes:#?}");
     assert_eq!(statements::not_kept(&url, &refreshes), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_login_is_three_statements_on_postgresql_none_of_them_a_transaction() {
+    let db = std::sync::Arc::new(crate::helpers::TestDb::new());
+    let url = db.connection_url();
+    statements::record_for(&url);
+    let app = TestApp::spawn_on(db, None, |_| {}).await;
+    let phone = unique_phone();
+    app.register(&phone).await;
+    assert_eq!(app.login(&phone, PASSWORD).await.status(), 200);
+    statements::take(&url);
+    assert_eq!(app.login(&phone, PASSWORD).await.status(), 200);
+    let login: Vec<String> = statements::take(&url)
+        .into_iter()
+        .map(|(_, sql)| sql)
+        .collect();
+    eprintln!("{login:#?}");
+    if app.db.is_postgres() {
+        // The failed logins and the account (read before the hash); then the failures cleared, the
+        // session and its refresh token, in one statement: one round trip, atomic by itself.
+        assert_eq!(login.len(), 3, "{login:#?}");
+        assert!(login[0].contains("login_failures"), "{login:#?}");
+        assert!(login[1].contains("customers"), "{login:#?}");
+        assert!(
+            login[2].starts_with("WITH cleared AS (DELETE FROM login_failures")
+                && login[2].contains("INSERT INTO sessions")
+                && login[2].contains("INSERT INTO refresh_tokens"),
+            "{login:#?}"
+        );
+        assert_eq!(statements::not_kept(&url, &login), Vec::<String>::new());
+    } else {
+        // The same reads; the three writes in a transaction of the writer thread.
+        let writes: Vec<&String> = login
+            .iter()
+            .filter(|sql| !sql.starts_with("SELECT"))
+            .collect();
+        assert_eq!(writes.len(), 5, "{login:#?}");
+        assert!(writes[0].starts_with("BEGIN"), "{login:#?}");
+        assert!(writes[4].starts_with("COMMIT"), "{login:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_login_clears_the_failed_logins_before_it() {
+    let app = TestApp::spawn().await;
+    let phone = unique_phone();
+    app.register(&phone).await;
+    for _ in 0..2 {
+        // Four failures, one short of the back-off, then the right password.
+        for _ in 0..4 {
+            assert_eq!(app.login(&phone, "wrong password here").await.status(), 401);
+        }
+        assert_eq!(app.login(&phone, PASSWORD).await.status(), 200);
+    }
+    // Eight failures in all, but never five since the last login: none of them was throttled.
+    let failures: i64 = shopd::db::schema::login_failures::table
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap();
+    assert_eq!(failures, 0);
+}
