@@ -371,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_rss_kib = procfs::status_kib(shopd.pid, "VmRSS").unwrap_or(0);
+        let idle_file_kib = procfs::status_kib(shopd.pid, "RssFile").unwrap_or(0);
         let mut ctx = Ctx::new(
             client::Shop {
                 port: shopd.port,
@@ -446,6 +447,7 @@ async fn main() -> anyhow::Result<()> {
         blocks.push(Block {
             db,
             idle_rss_kib,
+            idle_file_kib,
             argon2,
             rows,
         });

@@ -45,6 +45,8 @@ impl Row {
 pub struct Block {
     pub db: Db,
     pub idle_rss_kib: u64,
+    /// The part of it mapped from files (`RssFile`): mostly the binary's own code, from the page cache.
+    pub idle_file_kib: u64,
     /// Timed right before this database's (f).
     pub argon2: Option<Argon2Bound>,
     pub rows: Vec<Row>,
@@ -392,7 +394,14 @@ impl Report {
         let idle: Vec<String> = self
             .blocks
             .iter()
-            .map(|b| format!("{} {:.1} MiB", b.db.name(), mib(b.idle_rss_kib)))
+            .map(|b| {
+                format!(
+                    "{} {:.1} MiB ({:.1} MiB of it mapped from files)",
+                    b.db.name(),
+                    mib(b.idle_rss_kib),
+                    mib(b.idle_file_kib)
+                )
+            })
             .collect();
         let idle_met = self
             .blocks
