@@ -350,6 +350,8 @@ pub struct PostgresDb {
 impl PostgresDb {
     fn create(admin_url: &str) -> anyhow::Result<Self> {
         let name = format!("shopd_load_{}", uuid::Uuid::new_v4().simple());
+        // Before the process's first PostgreSQL connection, as shopd's own (see the function).
+        shopd::db::prepare_postgres_client();
         let mut admin = diesel::PgConnection::establish(admin_url)
             .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
         admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
