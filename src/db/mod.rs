@@ -278,7 +278,7 @@ impl Db {
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
         match self.backend {
-            Backend::Sqlite => self.on_sqlite_writer(true, f).await,
+            Backend::Sqlite => self.write(f).await,
             Backend::Postgres => self.run(f).await,
         }
     }
