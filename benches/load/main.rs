@@ -466,6 +466,7 @@ async fn main() -> anyhow::Result<()> {
         wrk_threads: run.wrk_threads,
         customers: args.customers,
         rust_log: args.rust_log.clone(),
+        startup_order: servers::startup_order_coverage(&release),
         blocks,
     };
     let markdown = report.markdown();

@@ -42,8 +42,8 @@ pub enum Target {
         of: &'static str,
         factor: f64,
     },
-    /// Peak resident memory of shopd at most this many MiB.
-    PeakRssMib(f64),
+    /// Peak resident memory of shopd at most this many MB (10^6 bytes).
+    PeakRssMb(f64),
 }
 
 pub struct Scenario {
@@ -121,7 +121,7 @@ pub const SCENARIOS: &[Scenario] = &[
         title: "GET /v1/orders/{id} at 1,000 connections (memory)",
         short: "GET /v1/orders/{id}, 1k conns",
         route: Some("GET /v1/orders/{id}"),
-        target: Target::PeakRssMib(100.0),
+        target: Target::PeakRssMb(100.0),
     },
     Scenario {
         id: "d",

@@ -50,6 +50,32 @@ pub fn build() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many of the names in `link/startup.order` (the functions a start runs, laid out first by the linker:
+/// build.rs) the release binary defines, and how many the file holds. `None` when `nm` cannot read it.
+pub fn startup_order_coverage(release: &Path) -> Option<(usize, usize)> {
+    let order =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("link/startup.order"))
+            .ok()?;
+    let nm = std::process::Command::new("nm")
+        .arg("--defined-only")
+        .arg(release.join("shopd"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())?;
+    let defined: std::collections::HashSet<&str> = std::str::from_utf8(&nm.stdout)
+        .ok()?
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    let wanted: Vec<&str> = order
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let found = wanted.iter().filter(|name| defined.contains(*name)).count();
+    Some((found, wanted.len()))
+}
+
 /// The variables `cargo bench` sets for the program it runs (the harness). Build scripts such as ring's rerun
 /// when one of them changes (`rerun-if-env-changed=CARGO_MANIFEST_DIR`, …), so passing them on to the inner
 /// `cargo build` made every `cargo bench` after it, from a shell without them, rebuild ring, rustls and actix.
