@@ -26,26 +26,28 @@ pub fn release_dir() -> anyhow::Result<PathBuf> {
     Ok(release.to_path_buf())
 }
 
-/// `cargo build --release` of shopd and of the baseline example.
+/// `cargo build --release` of shopd, then of the baseline example. Two builds: one with both targets would
+/// turn on the dev-dependencies' features (an example may use them) in the crates shopd shares with them,
+/// and so measure a shopd that differs from the one `cargo build --release` makes, its symbol names too
+/// (`link/startup.order` would no longer match it).
 pub fn build() -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("building shopd and examples/baseline in release mode…");
+    cargo_build_release(&["--bin", "shopd"])?;
+    cargo_build_release(&["--example", "baseline"])
+}
+
+fn cargo_build_release(target: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "shopd",
-            "--example",
-            "baseline",
-        ])
+        .args(["build", "--release"])
+        .args(target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_clear()
         .envs(std::env::vars_os().filter(|(name, _)| !set_by_cargo_for_a_target(name)))
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build --release failed");
+        bail!("cargo build --release {} failed", target.join(" "));
     }
     Ok(())
 }
