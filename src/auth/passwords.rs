@@ -11,8 +11,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -36,8 +36,8 @@ type Work = Box<dyn FnOnce(&mut WorkingMemory) + Send>;
 pub struct Hasher {
     params: Params,
     queue: Sender<Work>,
-    /// A hash of a random password, verified against when the account is unknown, so that an unknown
-    /// phone and a wrong password take the same time.
+    /// A hash with the current cost and a random salt and output, verified against when the account is
+    /// unknown, so that an unknown phone and a wrong password take the same time.
     dummy: Arc<String>,
 }
 
@@ -70,11 +70,7 @@ impl Hasher {
         )
         .expect("argon2 parameters are validated by the configuration");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let random = crate::config::secrets::random_bytes::<24>();
-        let dummy = argon(&params)
-            .hash_password(&random)
-            .expect("hashing random bytes")
-            .to_string();
+        let dummy = dummy_hash(&params);
         let (queue, jobs) = mpsc::channel::<Work>();
         let jobs = Arc::new(Mutex::new(jobs));
         let spare: Arc<Spare> = Arc::default();
@@ -228,14 +224,28 @@ fn hash_with(
             memory.blocks(params.block_count()),
         )
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-    Ok(format!(
+    Ok(phc(params, &salt, &out))
+}
+
+/// A stored hash no password matches: random bytes stand for the output, which a verification computes in
+/// full before it compares, so it costs what a real hash of these parameters does, and making it costs no
+/// hash at start-up (one took 12 to 31 ms there).
+fn dummy_hash(params: &Params) -> String {
+    let salt = crate::config::secrets::random_bytes::<SALT_LEN>();
+    let out = crate::config::secrets::random_bytes::<OUTPUT_LEN>();
+    phc(params, &salt, &out)
+}
+
+/// The PHC string of an argon2id (version 0x13) hash.
+fn phc(params: &Params, salt: &[u8], out: &[u8]) -> String {
+    format!(
         "$argon2id$v=19$m={},t={},p={}${}${}",
         params.m_cost(),
         params.t_cost(),
         params.p_cost(),
         STANDARD_NO_PAD.encode(salt),
         STANDARD_NO_PAD.encode(out)
-    ))
+    )
 }
 
 /// Whether `password` matches the PHC string `stored`, and whether `stored` uses the current parameters.
@@ -381,6 +391,24 @@ mod tests {
         // The caller's own thread is left as it was.
         // SAFETY: as above.
         assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
+
+    #[tokio::test]
+    async fn the_dummy_hash_has_the_current_cost_and_matches_no_password() {
+        let cheap = Hasher::new(CHEAP);
+        let dummy = cheap.dummy.as_ref().clone();
+        let parsed = PasswordHash::new(&dummy).expect("a PHC string");
+        assert!(uses(&parsed, &cheap.params), "{dummy}");
+        assert_eq!(parsed.salt.map(|s| s.len()), Some(SALT_LEN));
+        assert_eq!(parsed.hash.map(|h| h.len()), Some(OUTPUT_LEN));
+        assert_ne!(dummy, *Hasher::new(CHEAP).dummy, "random for each hasher");
+        // The current cost, salt and output: verified by computing the hash in full, as a known account is.
+        let params = cheap.params.clone();
+        let verdict = cheap
+            .on_hashing_thread(move |memory| verify_with(&params, memory, "", &dummy))
+            .await
+            .unwrap();
+        assert_eq!(verdict, (false, true));
     }
 
     #[tokio::test]
