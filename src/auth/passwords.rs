@@ -313,6 +313,7 @@ fn uses(hash: &PasswordHash, params: &Params) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordHasher;
 
     const CHEAP: PasswordHashing = PasswordHashing {
         memory_kib: 64,
