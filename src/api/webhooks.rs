@@ -17,7 +17,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 pub struct Acknowledged {
     received: bool,
     /// What the event did: `paid`, `payment_review`, `needs_refund`, `payment_failed`, `refunded`,
-    /// `refund_deferred`, `refund_recorded`, `unknown_order`, `no_effect`, `duplicate`, `ignored`.
+    /// `refund_deferred`, `refund_recorded`, `refund_review`, `unknown_order`, `no_effect`, `duplicate`,
+    /// `ignored`.
     outcome: &'static str,
 }
 

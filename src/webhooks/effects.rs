@@ -4,8 +4,11 @@
 //!   unpaid and is flagged `payment_review`; an `expired` or `cancelled` order is flagged `needs_refund`;
 //!   any later state: no effect.
 //! - failed: recorded; the order stays payable. After success: no effect.
-//! - refunded: `paid`/`fulfilling` → `refunded`; a refund that arrives before its payment succeeded is kept
-//!   and applied when it does (events come out of order); on a `needs_refund` order it clears the flag.
+//! - refunded, of the order's whole total: `paid`/`fulfilling` → `refunded`; a refund that arrives before its
+//!   payment succeeded is kept and applied when it does (events come out of order); on a `needs_refund` order
+//!   it clears the flag.
+//! - refunded, of another amount or currency (a partial refund): no state changes, the order is flagged
+//!   `payment_review` for a person to look at, whatever its state.
 //! - a duplicate (the receipt exists) changes nothing.
 
 use diesel::prelude::*;
@@ -29,6 +32,7 @@ pub enum Outcome {
     Refunded,
     RefundDeferred,
     RefundRecorded,
+    RefundReview,
     UnknownOrder,
     NoEffect,
     Duplicate,
@@ -45,6 +49,7 @@ impl Outcome {
             Self::Refunded => "refunded",
             Self::RefundDeferred => "refund_deferred",
             Self::RefundRecorded => "refund_recorded",
+            Self::RefundReview => "refund_review",
             Self::UnknownOrder => "unknown_order",
             Self::NoEffect => "no_effect",
             Self::Duplicate => "duplicate",
@@ -188,7 +193,7 @@ fn effect(
     let actor = Actor::Provider(format!("{}:{}", provider.as_str(), event.event_id));
     let outcome = match (event.kind, order.status) {
         (Kind::Succeeded, PendingPayment) => {
-            if event.amount == order.total.amount && event.currency == order.total.currency {
+            if is_whole_total(event, order) {
                 transition(conn, &order.id, Paid, &actor, Some("payment succeeded"))?;
                 notify_paid(conn, order)?;
                 if refund_waiting(conn, &order.id, &event.event_id)? {
@@ -218,6 +223,10 @@ fn effect(
             }
         }
         (Kind::Succeeded, _) => Outcome::NoEffect,
+        (Kind::Refunded, _) if !is_whole_total(event, order) => {
+            flag(conn, &order.id, true, None)?;
+            Outcome::RefundReview
+        }
         (Kind::Failed, PendingPayment) => Outcome::PaymentFailed,
         (Kind::Failed, _) => Outcome::NoEffect,
         (Kind::Refunded, Paid | Fulfilling) => {
@@ -239,6 +248,12 @@ fn effect(
         (Kind::Refunded, _) => Outcome::NoEffect,
     };
     Ok(outcome)
+}
+
+/// Whether the event's amount is the order's whole total. A refund of less (Stripe's `amount_refunded` counts
+/// all refunds of the charge so far) must not end the order: the customer paid for the rest.
+fn is_whole_total(event: &PaymentEvent, order: &OrderSummary) -> bool {
+    event.amount == order.total.amount && event.currency == order.total.currency
 }
 
 /// Whether a refund of this order arrived before (another event than `this_event`).

@@ -325,6 +325,104 @@ async fn wrong_amounts_late_payments_failures_and_unknown_types() {
     );
 }
 
+fn refunds_queued(app: &TestApp) -> i64 {
+    outbox::table
+        .filter(outbox::template.eq("refunded"))
+        .count()
+        .get_result(&mut app.conn())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refund_of_less_than_the_total_flags_the_order_and_ends_nothing() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.direct_customer();
+    let product = app.add_product("Tea", 450, 10);
+
+    // Paid, then a part refunded: still paid, its item still sold, flagged for a person, nothing sent.
+    let order = placed(&app, &token, &product).await;
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.succeeded", &order)).await).await,
+        "paid"
+    );
+    let stock = app.stock_of(&product);
+    let part = (order.0.clone(), order.1.clone(), order.2 - 100);
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.refunded", &part)).await).await,
+        "refund_review"
+    );
+    assert_eq!(status(&app, &order.0), ("paid".into(), true, false));
+    assert_eq!(app.stock_of(&product), stock);
+    assert_eq!(refunds_queued(&app), 0);
+    // The whole total in another currency is not the order's refund either.
+    let dollars =
+        json!({"type": "payment.refunded", "data": {"payment_id": order.1, "order_id": order.0,
+        "amount": order.2, "currency": "USD"}})
+        .to_string()
+        .into_bytes();
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &dollars).await).await,
+        "refund_review"
+    );
+    assert_eq!(status(&app, &order.0).0, "paid");
+    // The whole total ends it.
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.refunded", &order)).await).await,
+        "refunded"
+    );
+    assert_eq!(status(&app, &order.0), ("refunded".into(), true, false));
+    assert_eq!(app.stock_of(&product), stock + 1);
+    assert_eq!(refunds_queued(&app), 1);
+
+    // A part refunded before the payment's success is not kept for it: the success pays the order.
+    let early = placed(&app, &token, &product).await;
+    let part = (early.0.clone(), early.1.clone(), 1);
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.refunded", &part)).await).await,
+        "refund_review"
+    );
+    assert_eq!(
+        status(&app, &early.0),
+        ("pending_payment".into(), true, false)
+    );
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.succeeded", &early)).await).await,
+        "paid"
+    );
+    assert_eq!(status(&app, &early.0), ("paid".into(), true, false));
+
+    // Money for a cancelled order, a part of it paid back: it still needs a refund.
+    let cancelled = placed(&app, &token, &product).await;
+    let response = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{}/cancel", cancelled.0),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.succeeded", &cancelled)).await).await,
+        "needs_refund"
+    );
+    let part = (cancelled.0.clone(), cancelled.1.clone(), cancelled.2 / 2);
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.refunded", &part)).await).await,
+        "refund_review"
+    );
+    assert_eq!(status(&app, &cancelled.0), ("cancelled".into(), true, true));
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.refunded", &cancelled)).await).await,
+        "refund_recorded"
+    );
+    assert_eq!(
+        status(&app, &cancelled.0),
+        ("cancelled".into(), true, false)
+    );
+    assert_eq!(refunds_queued(&app), 1);
+}
+
 #[tokio::test]
 async fn five_hundred_events_duplicated_and_shuffled_from_eight_senders_take_effect_once() {
     let app = TestApp::spawn().await;
@@ -426,6 +524,14 @@ async fn the_stripe_scheme_pays_and_refunds() {
     let paid = json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {
         "id": order.1, "amount": order.2, "currency": "eur", "metadata": {"order_id": order.0}}}});
     assert_eq!(outcome(post(paid.to_string()).await.unwrap()).await, "paid");
+    // `amount_refunded` counts all refunds of the charge: a first part, then the rest.
+    let part = json!({"id": "evt_3", "type": "charge.refunded", "data": {"object": {
+        "payment_intent": order.1, "amount_refunded": order.2 / 3, "currency": "eur"}}});
+    assert_eq!(
+        outcome(post(part.to_string()).await.unwrap()).await,
+        "refund_review"
+    );
+    assert_eq!(status(&app, &order.0), ("paid".into(), true, false));
     let refunded = json!({"id": "evt_2", "type": "charge.refunded", "data": {"object": {
         "payment_intent": order.1, "amount_refunded": order.2, "currency": "eur"}}});
     assert_eq!(
