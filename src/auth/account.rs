@@ -507,6 +507,11 @@ impl Identity {
             .write(move |conn| -> AppResult<Vec<String>> {
                 load_customer(conn, &id)?;
                 let ended = sessions::end_sessions_of(conn, &id, None, "erased")?;
+                crate::orders::state::cancel_payable_orders_of(
+                    conn,
+                    &id,
+                    "the customer was erased",
+                )?;
                 this.vault.shred(conn, &id)?;
                 // Every other trace keyed by the phone's blind index goes too.
                 let phone_index: Option<Vec<u8>> = customers::table

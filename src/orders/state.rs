@@ -317,6 +317,26 @@ pub enum OrderFlag {
     NeedsRefund,
 }
 
+/// Cancels, as the customer would, every order of `customer_id` still awaiting payment; their stock goes back.
+/// For erasure: an order whose buyer and address are gone can no longer be shipped, and a payment that
+/// arrives for it afterwards is flagged `needs_refund`, as for any cancelled order.
+pub fn cancel_payable_orders_of(
+    conn: &mut DbConnection,
+    customer_id: &str,
+    note: &str,
+) -> AppResult<usize> {
+    let payable: Vec<String> = orders::table
+        .filter(orders::customer_id.eq(customer_id))
+        .filter(orders::status.eq(OrderStatus::PendingPayment.as_str()))
+        .select(orders::id)
+        .load(conn)?;
+    let actor = Actor::Customer(customer_id.to_owned());
+    for id in &payable {
+        transition(conn, id, OrderStatus::Cancelled, &actor, Some(note))?;
+    }
+    Ok(payable.len())
+}
+
 /// Raises or clears a flag. Returns whether the order exists.
 pub fn set_flag(
     conn: &mut DbConnection,

@@ -1534,6 +1534,25 @@ async fn an_erased_customers_orders_still_list_and_their_address_reads_as_erased
             .unwrap(),
         AddressRead::Address(_)
     ));
+    // A second order, paid: erasure leaves it as it is (the books), while the first, still awaiting payment,
+    // is cancelled and gives its stock back.
+    let paid = json_of(
+        app.place_order(&token, Some(&new_key()), &order_body(&[(&product, 1)]))
+            .await,
+    )
+    .await;
+    let paid_id = s(&paid["id"]).to_owned();
+    app.state
+        .orders
+        .change_status(
+            &paid_id,
+            OrderStatus::Paid,
+            Actor::Provider("test".into()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.stock_of(&product), 0);
 
     let erased = app
         .request(
@@ -1558,8 +1577,7 @@ async fn an_erased_customers_orders_still_list_and_their_address_reads_as_erased
         .list(&customer_id, PageRequest::parse(None, None).unwrap())
         .await
         .unwrap();
-    assert_eq!(page.items.len(), 1);
-    assert_eq!(page.items[0].total.amount, 13_000);
+    assert_eq!(page.items.len(), 2);
     let detail = app
         .state
         .orders
@@ -1567,6 +1585,22 @@ async fn an_erased_customers_orders_still_list_and_their_address_reads_as_erased
         .await
         .unwrap();
     assert_eq!(detail.items[0].name, "Lamp");
+    assert_eq!(detail.total.amount, 13_000);
+    assert_eq!(detail.status, OrderStatus::Cancelled);
+    assert_eq!(app.stock_of(&product), 2);
+    let events = shopd::orders::state::events(&mut app.conn(), &order_id).unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.to.as_str(), last.note.as_deref()),
+        ("cancelled", Some("the customer was erased"))
+    );
+    let kept = app
+        .state
+        .orders
+        .detail(&customer_id, &paid_id)
+        .await
+        .unwrap();
+    assert_eq!(kept.status, OrderStatus::Paid);
     assert_eq!(
         app.state
             .orders
