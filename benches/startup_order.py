@@ -11,8 +11,9 @@ readable diff), one symbol a line. build.rs hands the file to the linker (`--sym
 builds of the shopd binary, which puts these functions (2.6 MiB) first in .text: a start then maps 3.3 MiB of
 code instead of 10.5, the kernel mapping 64 KiB around each first touch (docs/performance.md, "Idle RSS").
 
-Names change when a dependency or the toolchain changes, and names with a `.llvm.` suffix when the code of
-their module does; a name the binary no longer has is skipped by the linker. The load harness prints how many
+Names change when a dependency, the toolchain or a function's own signature changes (the release profile's fat
+LTO gives no function a `.llvm.<hash>` name, which ThinLTO changed with any edit of its module); a name the
+binary no longer has is skipped by the linker. The load harness prints how many
 of the file's names the binary it measures still has: run this again when that falls."""
 import argparse, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
