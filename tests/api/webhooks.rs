@@ -84,6 +84,25 @@ fn msg_id() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// An order cancelled by its customer and then paid all the same: flagged `needs_refund`.
+async fn paid_after_cancelling(app: &TestApp, token: &str, product: &str) -> (String, String, i64) {
+    let cancelled = placed(app, token, product).await;
+    let response = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/orders/{}/cancel", cancelled.0),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        outcome(send(app, &msg_id(), &event("payment.succeeded", &cancelled)).await).await,
+        "needs_refund"
+    );
+    cancelled
+}
+
 #[tokio::test]
 async fn a_signed_success_pays_the_order_once_and_queues_the_confirmations() {
     let app = TestApp::spawn().await;
@@ -267,20 +286,7 @@ async fn wrong_amounts_late_payments_failures_and_unknown_types() {
         ("pending_payment".into(), true, false)
     );
 
-    let cancelled = placed(&app, &token, &product).await;
-    let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{}/cancel", cancelled.0),
-            &token,
-            None,
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        outcome(send(&app, &msg_id(), &event("payment.succeeded", &cancelled)).await).await,
-        "needs_refund"
-    );
+    let cancelled = paid_after_cancelling(&app, &token, &product).await;
     assert_eq!(
         status(&app, &cancelled.0),
         ("cancelled".into(), false, true)
@@ -392,20 +398,7 @@ async fn a_refund_of_less_than_the_total_flags_the_order_and_ends_nothing() {
     assert_eq!(status(&app, &early.0), ("paid".into(), true, false));
 
     // Money for a cancelled order, a part of it paid back: it still needs a refund.
-    let cancelled = placed(&app, &token, &product).await;
-    let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/v1/orders/{}/cancel", cancelled.0),
-            &token,
-            None,
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        outcome(send(&app, &msg_id(), &event("payment.succeeded", &cancelled)).await).await,
-        "needs_refund"
-    );
+    let cancelled = paid_after_cancelling(&app, &token, &product).await;
     let part = (cancelled.0.clone(), cancelled.1.clone(), cancelled.2 / 2);
     assert_eq!(
         outcome(send(&app, &msg_id(), &event("payment.refunded", &part)).await).await,
