@@ -324,7 +324,7 @@ pub fn cancel_payable_orders_of(
     conn: &mut DbConnection,
     customer_id: &str,
     note: &str,
-) -> AppResult<usize> {
+) -> AppResult<()> {
     let payable: Vec<String> = orders::table
         .filter(orders::customer_id.eq(customer_id))
         .filter(orders::status.eq(OrderStatus::PendingPayment.as_str()))
@@ -334,7 +334,7 @@ pub fn cancel_payable_orders_of(
     for id in &payable {
         transition(conn, id, OrderStatus::Cancelled, &actor, Some(note))?;
     }
-    Ok(payable.len())
+    Ok(())
 }
 
 /// Raises or clears a flag. Returns whether the order exists.
