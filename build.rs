@@ -1,6 +1,6 @@
 //! Release builds of the shopd binary lay out its code with the functions a start runs first
 //! (`link/startup.order`, written by `benches/startup_order.py`): an idle server then has 3.3 MiB of its 14 MiB of
-//! code mapped instead of 10.5 (docs/performance.md, "The run of 2026-12-04 18:48, and what it said").
+//! code mapped instead of 10.5 (docs/performance-history.md, "The run of 2026-12-04 18:48, and what it said").
 //!
 //! Only where the linker is rust-lld, Rust's default on x86_64 Linux; `SHOPD_LINK_ORDER=off` leaves it out (for
 //! a linker without `--symbol-ordering-file`, such as GNU ld). A name the binary lacks is skipped.

@@ -6,7 +6,8 @@
 //! then competes as an equal with the database's groups, and a read waits for a backend that waits for a
 //! core. In an idle cgroup beside the database's group the hashing threads weigh next to nothing against
 //! it. Inside shopd's own cgroup they do not reliably help: that cgroup still weighs as one whole against
-//! the database's. Both measured with the load harness, the p99 of (g) on PostgreSQL (`docs/performance.md`).
+//! the database's. Both measured with the load harness, the p99 of (g) on PostgreSQL
+//! (`docs/performance-history.md`, the run of 2026-12-04 04:07).
 //!
 //! So cgroup v1 only, where any thread can be moved to any cgroup of the hierarchy by writing its id to
 //! `tasks`. cgroup v2 keeps the threads of a process within its own cgroup's subtree, where the idle cgroup

@@ -4,9 +4,9 @@
 //! argon2 reads its blocks in a data-dependent order all over those 19 MiB. With 4 KiB pages that is about
 //! 4,900 pages, more than the processor's TLB holds, so most block reads also walk the page tables; with
 //! 2 MiB pages it is ten. Two hashes at once, one a core, did 9 % more hashes a second this way on the 2-core
-//! machine of the load harness, and one hash alone 3 % more (`docs/performance.md`). Where the kernel gives
-//! no huge pages (another system, or transparent huge pages turned off) the memory is ordinary memory and
-//! the hash is the same.
+//! machine of the load harness, and one hash alone 3 % more (`docs/performance-history.md`, the run of
+//! 2026-12-03 16:35). Where the kernel gives no huge pages (another system, or transparent huge pages turned
+//! off) the memory is ordinary memory and the hash is the same.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;

@@ -5,10 +5,10 @@
 //! gives it back as it ends, each time under a mutex SQLite keeps for the file in the whole process and, most
 //! times, with an `fcntl` call on that file. Two workers reading at once wait on each other there, and the
 //! waiting costs a futex and a trip through the scheduler; under the load harness's order reads a second
-//! worker added a quarter to each read's CPU (`docs/performance.md`, "What the run of 2026-12-04 14:39
-//! says"). So the first read of a turn is put off until the other requests the worker was woken for have been
-//! handled, each read among them joins it, and all of them are answered from one transaction: one lock and
-//! one release instead of one each.
+//! worker added a quarter to each read's CPU (`docs/performance-history.md`, "The run of 2026-12-04 14:39,
+//! and what it said"). So the first read of a turn is put off until the other requests the worker was woken
+//! for have been handled, each read among them joins it, and all of them are answered from one transaction:
+//! one lock and one release instead of one each.
 //!
 //! Nothing waits for a batch to fill: a read alone in its turn is made at once, as before, after a yield.
 //! Every read of a batch begins after its own request arrived, so a read sees every commit that was answered
