@@ -396,16 +396,20 @@ impl TokenIssuer {
                         security_events::created_at.eq(now),
                     ))
                     .execute(conn)?;
-                if audience == Audience::Customer {
-                    // In the same transaction: the alert exists exactly when the session ended. Whether the
-                    // customer has an e-mail is the sender's business, so every reuse looks alike here.
-                    outbox::enqueue(
-                        conn,
-                        Notification::SessionEndedByTokenReuse {
+                // In the same transaction: the alert exists exactly when the session ended. Whether the
+                // customer has an e-mail, or the shop a staff alert address, is the sender's business, so
+                // every reuse looks alike here.
+                outbox::enqueue(
+                    conn,
+                    match audience {
+                        Audience::Customer => Notification::SessionEndedByTokenReuse {
                             customer_id: session.subject_id.clone(),
                         },
-                    )?;
-                }
+                        Audience::Staff => Notification::StaffSessionEndedByTokenReuse {
+                            staff_id: session.subject_id.clone(),
+                        },
+                    },
+                )?;
                 return Ok(Refreshed::Reused {
                     session_id: session.id,
                 });

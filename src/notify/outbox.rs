@@ -105,6 +105,9 @@ pub enum Notification {
     },
     /// A spent refresh token was presented again and its session ended.
     SessionEndedByTokenReuse { customer_id: String },
+    /// To `STAFF_ALERT_EMAIL`: a staff member's spent refresh token was presented again and their session
+    /// ended. The staff member is named by id only.
+    StaffSessionEndedByTokenReuse { staff_id: String },
     /// The password was changed (by a reset).
     PasswordChanged { customer_id: String },
 }
@@ -125,6 +128,7 @@ impl Notification {
             Self::OrderShipped { .. } => "order_shipped",
             Self::Refunded { .. } => "refunded",
             Self::SessionEndedByTokenReuse { .. } => "session_ended_by_token_reuse",
+            Self::StaffSessionEndedByTokenReuse { .. } => "staff_session_ended_by_token_reuse",
             Self::PasswordChanged { .. } => "password_changed",
         }
     }
@@ -136,7 +140,9 @@ impl Notification {
             | Self::Refunded { customer_id, .. }
             | Self::SessionEndedByTokenReuse { customer_id }
             | Self::PasswordChanged { customer_id } => Recipient::Customer(customer_id),
-            Self::OrderPaidStaffAlert { .. } => Recipient::StaffAlert,
+            Self::OrderPaidStaffAlert { .. } | Self::StaffSessionEndedByTokenReuse { .. } => {
+                Recipient::StaffAlert
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ const TEMPLATES: &[Template] = &[
     template!("order_shipped"),
     template!("refunded"),
     template!("session_ended_by_token_reuse"),
+    template!("staff_session_ended_by_token_reuse"),
     template!("password_changed"),
 ];
 
@@ -110,6 +111,9 @@ fn values(notification: &Notification, context: &Context<'_>) -> Vec<(&'static s
         } => {
             values.push(("order_id", Value::Text(order_id.clone())));
             values.push(("amount", Value::Text(amount.to_string())));
+        }
+        Notification::StaffSessionEndedByTokenReuse { staff_id } => {
+            values.push(("staff_id", Value::Text(staff_id.clone())));
         }
         Notification::SessionEndedByTokenReuse { .. } | Notification::PasswordChanged { .. } => {}
     }
@@ -272,6 +276,9 @@ mod tests {
             },
             Notification::SessionEndedByTokenReuse { customer_id: c() },
             Notification::PasswordChanged { customer_id: c() },
+            Notification::StaffSessionEndedByTokenReuse {
+                staff_id: "0193f3a4-staff".to_owned(),
+            },
         ]
     }
 

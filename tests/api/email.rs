@@ -15,7 +15,10 @@ use crate::fake_smtp::{FakeSmtp, Received};
 use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, unique_phone};
 
 /// An app that mails through `smtp`, retrying fast.
-async fn mailing_app(smtp: &FakeSmtp, customise: impl FnOnce(&mut shopd::config::Vars)) -> TestApp {
+pub(crate) async fn mailing_app(
+    smtp: &FakeSmtp,
+    customise: impl FnOnce(&mut shopd::config::Vars),
+) -> TestApp {
     let url = smtp.url();
     TestApp::spawn_with(move |vars| {
         vars.set("SMTP_URL", url);

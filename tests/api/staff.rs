@@ -6,6 +6,11 @@ use serde_json::{Value, json};
 use shopd::staff::Role;
 use shopd::staff::matrix::MATRIX;
 
+use diesel::prelude::*;
+use shopd::db::schema::{refresh_tokens, security_events};
+
+use crate::email::mailing_app;
+use crate::fake_smtp::FakeSmtp;
 use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, unique_phone};
 
 const STAFF_PASSWORD: &str = "staff passphrase long enough";
@@ -55,6 +60,16 @@ async fn staff_token(app: &TestApp, role: &str) -> String {
         .to_owned()
 }
 
+/// The claims of an access token, read without checking it.
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn staff_accounts_from_the_cli_and_their_login() {
     let app = TestApp::spawn().await;
@@ -89,19 +104,7 @@ async fn staff_accounts_from_the_cli_and_their_login() {
     assert!(!again.status.success(), "one account per e-mail");
 
     let pair = staff_login(&app, &email).await;
-    let claims: Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            pair["access_token"]
-                .as_str()
-                .unwrap()
-                .split('.')
-                .nth(1)
-                .unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let claims = claims(pair["access_token"].as_str().unwrap());
     assert_eq!(
         (claims["aud"].as_str(), claims["role"].as_str()),
         (Some("staff"), Some("clerk"))
@@ -127,6 +130,86 @@ async fn staff_accounts_from_the_cli_and_their_login() {
         )
         .await;
     assert_eq!(refreshed.status(), 200);
+    assert_not_logged(&[&email, STAFF_PASSWORD]);
+}
+
+#[tokio::test]
+async fn a_reused_staff_refresh_token_ends_the_session_and_alerts_the_shop() {
+    let smtp = FakeSmtp::start().await;
+    let desk = "security-desk@shop.example.com";
+    let app = mailing_app(&smtp, |vars| vars.set("STAFF_ALERT_EMAIL", desk)).await;
+    let email = email_for("manager");
+    add_staff(&app, &email, "manager");
+    let first = staff_login(&app, &email).await;
+    let refresh = |token: &Value| {
+        let body = json!({"refresh_token": token.as_str().unwrap()});
+        let app = &app;
+        async move { app.post_json("/v1/staff/auth/refresh", &body).await }
+    };
+    let second: Value = refresh(&first["refresh_token"]).await.json().await.unwrap();
+    let access = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.request(Method::GET, "/v1/staff/orders", access, None)
+            .await
+            .status(),
+        200
+    );
+    // Spent 11 s ago: past the grace period of two requests racing.
+    let spent = shopd::auth::sessions::hash_refresh_token(first["refresh_token"].as_str().unwrap());
+    diesel::update(refresh_tokens::table.find(spent))
+        .set(refresh_tokens::spent_at.eq(Some(
+            chrono::Utc::now().naive_utc() - chrono::Duration::seconds(11),
+        )))
+        .execute(&mut app.conn())
+        .unwrap();
+
+    assert_problem(
+        refresh(&first["refresh_token"]).await,
+        401,
+        "refresh_token_reused",
+    )
+    .await;
+    assert_problem(
+        app.request(Method::GET, "/v1/staff/orders", access, None)
+            .await,
+        401,
+        "session_ended",
+    )
+    .await;
+    assert_problem(
+        refresh(&second["refresh_token"]).await,
+        401,
+        "session_ended",
+    )
+    .await;
+
+    let staff_id = claims(access)["sub"].as_str().unwrap().to_owned();
+    let events: Vec<(String, String)> = security_events::table
+        .filter(security_events::subject_id.eq(&staff_id))
+        .select((security_events::kind, security_events::subject_id))
+        .load(&mut app.conn())
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![("refresh_token_reuse".to_owned(), staff_id.clone())]
+    );
+    let received = smtp.wait_for(1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].to, vec![desk.to_owned()]);
+    let mail = received[0].parse();
+    assert_eq!(
+        mail.header("Subject"),
+        Some("A staff session at shop.example.com was ended: reused login token")
+    );
+    assert!(
+        mail.text
+            .contains(&format!("the staff account {staff_id} at"))
+    );
+    assert!(mail.html.contains("disable the account"));
+    assert!(
+        !received[0].data.contains(&email),
+        "the staff e-mail stays out"
+    );
     assert_not_logged(&[&email, STAFF_PASSWORD]);
 }
 
