@@ -7,7 +7,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use shopd::db::schema::{outbox, refresh_tokens};
+use shopd::db::schema::outbox;
 use shopd::notify::outbox::{Amount, Notification, OrderItem, OutboxRow, enqueue};
 
 use crate::crypto::assert_nowhere_in_the_database;
@@ -226,14 +226,7 @@ async fn a_reused_refresh_token_raises_a_mailed_security_alert() {
         )
         .await;
     assert_eq!(refreshed.status(), 200);
-    // Spent 11 s ago: past the grace period of two requests racing.
-    let spent = shopd::auth::sessions::hash_refresh_token(pair["refresh_token"].as_str().unwrap());
-    diesel::update(refresh_tokens::table.find(spent))
-        .set(refresh_tokens::spent_at.eq(Some(
-            chrono::Utc::now().naive_utc() - chrono::Duration::seconds(11),
-        )))
-        .execute(&mut app.conn())
-        .unwrap();
+    app.spent_past_the_grace_period(&pair["refresh_token"]);
     assert_problem(
         app.post_json(
             "/v1/auth/refresh",

@@ -389,6 +389,20 @@ impl TestApp {
     pub fn conn(&self) -> shopd::db::PooledConn {
         self.state.db.get().unwrap()
     }
+
+    /// Marks the spent refresh token `token` as spent 11 s ago: past the grace period of two requests
+    /// racing, so that presenting it again is a reuse.
+    pub fn spent_past_the_grace_period(&self, token: &serde_json::Value) {
+        use diesel::prelude::*;
+        use shopd::db::schema::refresh_tokens;
+        let hash = shopd::auth::sessions::hash_refresh_token(token.as_str().unwrap());
+        let past = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(11);
+        let updated = diesel::update(refresh_tokens::table.find(hash))
+            .set(refresh_tokens::spent_at.eq(Some(past)))
+            .execute(&mut self.conn())
+            .unwrap();
+        assert_eq!(updated, 1, "a refresh token of this app");
+    }
 }
 
 impl Drop for TestApp {

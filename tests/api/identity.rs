@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use shopd::db::schema::{refresh_tokens, verifications};
+use shopd::db::schema::verifications;
 
 use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, series, unique_phone};
 use crate::statements;
@@ -465,12 +465,7 @@ async fn a_refresh_token_reused_after_the_grace_period_ends_the_session() {
         .json()
         .await
         .unwrap();
-    let spent = shopd::auth::sessions::hash_refresh_token(s(&pair["refresh_token"]));
-    let past = chrono::Utc::now().naive_utc() - chrono::Duration::seconds(11);
-    diesel::update(refresh_tokens::table.find(spent))
-        .set(refresh_tokens::spent_at.eq(Some(past)))
-        .execute(&mut app.conn())
-        .unwrap();
+    app.spent_past_the_grace_period(&pair["refresh_token"]);
     assert_problem(
         refresh(&app, &pair["refresh_token"]).await,
         401,

@@ -7,7 +7,7 @@ use shopd::staff::Role;
 use shopd::staff::matrix::MATRIX;
 
 use diesel::prelude::*;
-use shopd::db::schema::{refresh_tokens, security_events};
+use shopd::db::schema::security_events;
 
 use crate::email::mailing_app;
 use crate::fake_smtp::FakeSmtp;
@@ -154,14 +154,7 @@ async fn a_reused_staff_refresh_token_ends_the_session_and_alerts_the_shop() {
             .status(),
         200
     );
-    // Spent 11 s ago: past the grace period of two requests racing.
-    let spent = shopd::auth::sessions::hash_refresh_token(first["refresh_token"].as_str().unwrap());
-    diesel::update(refresh_tokens::table.find(spent))
-        .set(refresh_tokens::spent_at.eq(Some(
-            chrono::Utc::now().naive_utc() - chrono::Duration::seconds(11),
-        )))
-        .execute(&mut app.conn())
-        .unwrap();
+    app.spent_past_the_grace_period(&first["refresh_token"]);
 
     assert_problem(
         refresh(&first["refresh_token"]).await,
