@@ -5,20 +5,13 @@
 
 Starts shopd `runs` times (default 20) in a fresh folder, measures the time from exec until /healthz answers
 200, then reads the idle resident memory (VmRSS) one second after start. Prints the median and the worst."""
-import os, socket, statistics, subprocess, sys, tempfile, time
+import os, statistics, subprocess, sys, tempfile, time
+
+from healthz import healthz_ok
 
 binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/release/shopd")
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 port = 18931
-
-
-def healthz_ok():
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.05) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
 
 
 with tempfile.TemporaryDirectory() as work:
@@ -29,7 +22,7 @@ with tempfile.TemporaryDirectory() as work:
         t0 = time.perf_counter()
         proc = subprocess.Popen([binary, "serve"], cwd=work, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while not healthz_ok():
+        while not healthz_ok(port, timeout=0.05):
             if time.perf_counter() - t0 > 10:
                 proc.kill()
                 sys.exit("shopd did not start within 10 s")

@@ -15,7 +15,9 @@ Names change when a dependency, the toolchain or a function's own signature chan
 LTO gives no function a `.llvm.<hash>` name, which ThinLTO changed with any edit of its module); a name the
 binary no longer has is skipped by the linker. The load harness prints how many
 of the file's names the binary it measures still has: run this again when that falls."""
-import argparse, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, signal, subprocess, sys, tempfile, time
+
+from healthz import healthz_ok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 18932
@@ -38,15 +40,6 @@ HARNESS_ENV = {
 }
 
 
-def healthz_ok():
-    try:
-        with socket.create_connection(("127.0.0.1", PORT), timeout=0.2) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-
-
 def functions_run(binary, work, extra_env):
     """The symbol names callgrind saw executed in one start of `shopd serve`."""
     out = os.path.join(work, "callgrind.out")
@@ -57,7 +50,7 @@ def functions_run(binary, work, extra_env):
          f"--callgrind-out-file={out}", binary, "serve"],
         cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.monotonic()
-    while not healthz_ok():
+    while not healthz_ok(PORT, timeout=0.2):
         if proc.poll() is not None or time.monotonic() - t0 > 120:
             proc.kill()
             sys.exit(f"shopd did not start under valgrind ({extra_env.get('DATABASE_URL', 'SQLite')})")
