@@ -109,7 +109,7 @@ impl DetailReads {
             let (db, wanted, timings) = (db.clone(), Arc::clone(&wanted), timings.clone());
             std::thread::Builder::new()
                 .name(format!("shopd-reads-{n}"))
-                .spawn(move || reader(&db, &wanted, &timings))
+                .spawn(move || reader(&wanted, &timings, |batch| answer(&db, batch)))
                 .expect("a thread can be started");
         }
         Self { queue, timings }
@@ -123,7 +123,14 @@ impl DetailReads {
     }
 }
 
-fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>, timings: &OrderReadTimings) {
+/// Takes batches off the queue until it is closed. A batch whose answering panics (a bug) is answered
+/// `Unavailable` as its answers are dropped, and the thread goes on: a reader that ended would leave the
+/// others fewer, and the last one to end would leave every order read refused until a restart.
+fn reader(
+    wanted: &Mutex<Receiver<Wanted>>,
+    timings: &OrderReadTimings,
+    answer: impl Fn(Vec<Wanted>),
+) {
     loop {
         let batch = {
             // One reader at a time waits on the queue; the others are reading or waiting for this lock.
@@ -141,7 +148,10 @@ fn reader(db: &Db, wanted: &Mutex<Receiver<Wanted>>, timings: &OrderReadTimings)
             batch
         };
         let taken = taken(timings, &batch);
-        answer(db, batch);
+        let reads = batch.len();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(batch))).is_err() {
+            tracing::error!(reads, "a batch of order reads panicked; the reader goes on");
+        }
         timings.batch.observe(taken.elapsed().as_secs_f64());
     }
 }
@@ -178,5 +188,37 @@ pub(super) fn fail_all(
             _ => AppError::Internal(anyhow::anyhow!("a batch of order reads failed")),
         };
         let _ = answer.send(Err(error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::Metrics;
+
+    #[tokio::test]
+    async fn a_reader_whose_batch_panics_answers_it_unavailable_and_reads_on() {
+        let timings = Metrics::new().order_reads().clone();
+        let (queue, wanted) = std::sync::mpsc::channel::<Wanted>();
+        let thread_timings = timings.clone();
+        let thread = std::thread::spawn(move || {
+            reader(&Mutex::new(wanted), &thread_timings, |batch| {
+                for w in batch {
+                    assert_ne!(w.order_id, "boom", "a bug in a read");
+                    let _ = w.answer.send(Err(AppError::NotFound));
+                }
+            })
+        });
+        let read = |order_id: &str| {
+            let (wanted, asked) = Wanted::ask("customer", order_id);
+            queue.send(wanted).unwrap();
+            asked.answer(&timings)
+        };
+        assert!(matches!(read("boom").await, Err(AppError::Unavailable(_))));
+        assert!(matches!(read("fine").await, Err(AppError::NotFound)));
+        drop(queue);
+        thread
+            .join()
+            .expect("the reader ends when the queue is closed");
     }
 }
