@@ -21,7 +21,7 @@ use crate::db::schema::{orders, webhook_receipts};
 use crate::error::AppError;
 use crate::notify::outbox::{self, Amount, Notification};
 use crate::orders::read::{self, OrderSummary};
-use crate::orders::state::{Actor, OrderStatus, transition};
+use crate::orders::state::{Actor, OrderFlag, OrderStatus, set_flag, transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -164,25 +164,6 @@ fn find_order(
     }))
 }
 
-fn flag(
-    conn: &mut DbConnection,
-    order_id: &str,
-    review: bool,
-    refund: Option<bool>,
-) -> QueryResult<()> {
-    if review {
-        diesel::update(orders::table.find(order_id))
-            .set(orders::payment_review.eq(true))
-            .execute(conn)?;
-    }
-    if let Some(needs_refund) = refund {
-        diesel::update(orders::table.find(order_id))
-            .set(orders::needs_refund.eq(needs_refund))
-            .execute(conn)?;
-    }
-    Ok(())
-}
-
 fn effect(
     conn: &mut DbConnection,
     provider: Provider,
@@ -210,7 +191,7 @@ fn effect(
                     Outcome::Paid
                 }
             } else {
-                flag(conn, &order.id, true, None)?;
+                set_flag(conn, &order.id, OrderFlag::PaymentReview, true)?;
                 Outcome::PaymentReview
             }
         }
@@ -218,13 +199,13 @@ fn effect(
             if refund_waiting(conn, &order.id, &event.event_id)? {
                 Outcome::RefundRecorded
             } else {
-                flag(conn, &order.id, false, Some(true))?;
+                set_flag(conn, &order.id, OrderFlag::NeedsRefund, true)?;
                 Outcome::NeedsRefund
             }
         }
         (Kind::Succeeded, _) => Outcome::NoEffect,
         (Kind::Refunded, _) if !is_whole_total(event, order) => {
-            flag(conn, &order.id, true, None)?;
+            set_flag(conn, &order.id, OrderFlag::PaymentReview, true)?;
             Outcome::RefundReview
         }
         (Kind::Failed, PendingPayment) => Outcome::PaymentFailed,
@@ -242,7 +223,7 @@ fn effect(
         }
         (Kind::Refunded, PendingPayment) => Outcome::RefundDeferred,
         (Kind::Refunded, Expired | Cancelled) if order.needs_refund => {
-            flag(conn, &order.id, false, Some(false))?;
+            set_flag(conn, &order.id, OrderFlag::NeedsRefund, false)?;
             Outcome::RefundRecorded
         }
         (Kind::Refunded, _) => Outcome::NoEffect,

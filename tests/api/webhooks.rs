@@ -80,6 +80,14 @@ fn status(app: &TestApp, order_id: &str) -> (String, bool, bool) {
         .unwrap()
 }
 
+fn updated_at(app: &TestApp, order_id: &str) -> chrono::NaiveDateTime {
+    orders::table
+        .find(order_id)
+        .select(orders::updated_at)
+        .first(&mut app.conn())
+        .unwrap()
+}
+
 fn msg_id() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())
 }
@@ -276,6 +284,7 @@ async fn wrong_amounts_late_payments_failures_and_unknown_types() {
     let product = app.add_product("Tea", 450, 10);
 
     let short = placed(&app, &token, &product).await;
+    let placed_at = updated_at(&app, &short.0);
     let underpaid = (short.0.clone(), short.1.clone(), short.2 - 1);
     assert_eq!(
         outcome(send(&app, &msg_id(), &event("payment.succeeded", &underpaid)).await).await,
@@ -284,6 +293,10 @@ async fn wrong_amounts_late_payments_failures_and_unknown_types() {
     assert_eq!(
         status(&app, &short.0),
         ("pending_payment".into(), true, false)
+    );
+    assert!(
+        updated_at(&app, &short.0) > placed_at,
+        "a raised flag is a change of the order"
     );
 
     let cancelled = paid_after_cancelling(&app, &token, &product).await;
