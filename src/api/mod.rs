@@ -34,7 +34,7 @@ use crate::error::AppError;
         auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
         me::get, me::patch, me::export, me::erase,
         staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
-        staff::customer_erase, staff::orders, staff::order, staff::transition, staff::order_address,
+        staff::customer_erase, staff::orders, staff::order, staff::transition, staff::clear_flag, staff::order_address,
         staff::create_product, staff::update_product,
         webhooks::stripe, webhooks::standard,
         products::list, products::get,

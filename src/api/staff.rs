@@ -18,7 +18,7 @@ use super::request_context::RequestId;
 use crate::crypto::jwt::{Audience, Expectations};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
-use crate::orders::OrderStatus;
+use crate::orders::{OrderFlag, OrderStatus};
 use crate::staff::orders::{OrderFilter, ProductChange};
 use crate::staff::{Role, matrix};
 use crate::startup::AppState;
@@ -286,6 +286,7 @@ pub struct OrdersQuery {
     cursor: Option<String>,
     limit: Option<i64>,
     customer_phone: Option<String>,
+    flag: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -365,6 +366,24 @@ pub struct TransitionRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ClearFlagRequest {
+    /// `payment_review` or `needs_refund`.
+    flag: String,
+}
+
+fn parse_flag(name: &str, field: &'static str) -> AppResult<OrderFlag> {
+    OrderFlag::parse(name).ok_or_else(|| {
+        Problem::invalid(
+            "invalid_flag",
+            field,
+            "A flag is `payment_review` or `needs_refund`.",
+        )
+        .into()
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProductRequest {
     name: String,
     price: i64,
@@ -409,7 +428,8 @@ fn parse_status(text: &str, field: &str) -> AppResult<OrderStatus> {
 /// Orders, newest first, a line each with no personal data (clerk); by customer phone (manager).
 #[utoipa::path(get, path = "/v1/staff/orders", tag = "staff",
     params(("status" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query),
-        ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query), ("customer_phone" = Option<String>, Query)),
+        ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query), ("customer_phone" = Option<String>, Query),
+        ("flag" = Option<String>, Query)),
     responses((status = 200, body = StaffOrdersPage)), security(("bearer" = [])))]
 pub async fn orders(
     state: web::Data<AppState>,
@@ -456,6 +476,11 @@ pub async fn orders(
         cursor: q.cursor,
         limit,
         customer_phone,
+        flag: q
+            .flag
+            .as_deref()
+            .map(|f| parse_flag(f, "flag"))
+            .transpose()?,
     };
     let lines = state.staff.orders(filter).await?;
     let next_cursor = (lines.len() as i64 == limit)
@@ -545,6 +570,25 @@ pub async fn transition(
     state
         .staff
         .change_order(&state.orders, (&who.staff_id, who.role), &id, to, note)
+        .await?;
+    order(state, who, id).await
+}
+
+/// Clear an order's `payment_review` or `needs_refund` flag once it is handled (manager; audited).
+#[utoipa::path(post, path = "/v1/staff/orders/{id}/clear-flag", tag = "staff", request_body = ClearFlagRequest,
+    responses((status = 200, body = StaffOrderView), (status = 403), (status = 404, description = "not_found"),
+        (status = 422, description = "invalid_flag")), security(("bearer" = [])))]
+pub async fn clear_flag(
+    state: web::Data<AppState>,
+    who: StaffAuth,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: ApiJson<ClearFlagRequest>,
+) -> AppResult<HttpResponse> {
+    let flag = parse_flag(&body.0.flag, "flag")?;
+    state
+        .staff
+        .clear_order_flag(&who.staff_id, &id, flag, request_id(&req))
         .await?;
     order(state, who, id).await
 }
@@ -640,6 +684,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/orders").route(web::get().to(orders)))
             .service(web::resource("/orders/{id}").route(web::get().to(order)))
             .service(web::resource("/orders/{id}/transitions").route(web::post().to(transition)))
+            .service(web::resource("/orders/{id}/clear-flag").route(web::post().to(clear_flag)))
             .service(
                 web::resource("/orders/{id}/shipping-address").route(web::get().to(order_address)),
             )

@@ -308,13 +308,31 @@ pub fn events(conn: &mut DbConnection, order_id: &str) -> AppResult<Vec<OrderEve
         .load(conn)?)
 }
 
-/// The flags a payment webhook raises on an order; they do not change its state.
+/// The flags a payment webhook raises on an order; they do not change its state. A manager clears one once
+/// it is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderFlag {
     /// A payment whose amount or currency differs from the order's: someone must look.
     PaymentReview,
     /// Money arrived for an order that is expired or cancelled: it must be paid back.
     NeedsRefund,
+}
+
+impl OrderFlag {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "payment_review" => Some(Self::PaymentReview),
+            "needs_refund" => Some(Self::NeedsRefund),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PaymentReview => "payment_review",
+            Self::NeedsRefund => "needs_refund",
+        }
+    }
 }
 
 /// Cancels, as the customer would, every order of `customer_id` still awaiting payment; their stock goes back.

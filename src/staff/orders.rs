@@ -12,7 +12,7 @@ use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Amount, Notification};
 use crate::orders::read::{self, AddressRead, OrderDetail, OrderSummary};
-use crate::orders::state::{self, Actor, OrderEvent, OrderStatus, transition};
+use crate::orders::state::{self, Actor, OrderEvent, OrderFlag, OrderStatus, set_flag, transition};
 use crate::orders::{NewProduct, Orders, Product};
 
 /// A line of the staff order list: no name, no address, no phone.
@@ -38,6 +38,8 @@ pub struct OrderFilter {
     pub limit: i64,
     /// A customer's phone (E.164), looked up by its blind index: manager and up.
     pub customer_phone: Option<String>,
+    /// Only the orders with this flag raised.
+    pub flag: Option<OrderFlag>,
 }
 
 type LineRow = (
@@ -103,6 +105,15 @@ impl Staff {
                 }
                 if let Some(until) = filter.until {
                     query = query.filter(orders::created_at.lt(until));
+                }
+                match filter.flag {
+                    Some(OrderFlag::PaymentReview) => {
+                        query = query.filter(orders::payment_review.eq(true));
+                    }
+                    Some(OrderFlag::NeedsRefund) => {
+                        query = query.filter(orders::needs_refund.eq(true));
+                    }
+                    None => {}
                 }
                 if let Some(cursor) = filter.cursor {
                     query = query.filter(orders::id.lt(cursor));
@@ -252,6 +263,31 @@ impl Staff {
                     )?;
                 }
                 Ok(done.to)
+            })
+            .await
+    }
+
+    /// Clears `flag` on the order, once a manager has handled it; audited, as is clearing a flag that was
+    /// already down. `NotFound` when there is no such order.
+    pub async fn clear_order_flag(
+        &self,
+        actor: &str,
+        order_id: &str,
+        flag: OrderFlag,
+        request_id: Option<String>,
+    ) -> AppResult<()> {
+        let (actor, id) = (actor.to_owned(), order_id.to_owned());
+        self.db
+            .write(move |conn| -> AppResult<()> {
+                if !set_flag(conn, &id, flag, false)? {
+                    return Err(AppError::NotFound);
+                }
+                let action = match flag {
+                    OrderFlag::PaymentReview => "order_payment_review_cleared",
+                    OrderFlag::NeedsRefund => "order_needs_refund_cleared",
+                };
+                audit(conn, &actor, action, ("order", &id), request_id.as_deref())?;
+                Ok(())
             })
             .await
     }

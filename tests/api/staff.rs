@@ -12,6 +12,7 @@ use shopd::db::schema::security_events;
 use crate::email::mailing_app;
 use crate::fake_smtp::FakeSmtp;
 use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, unique_phone};
+use crate::webhooks::{event, msg_id, outcome, paid_after_cancelling, placed, send};
 
 const STAFF_PASSWORD: &str = "staff passphrase long enough";
 
@@ -800,4 +801,112 @@ async fn orders_are_found_by_customer_phone_by_managers_only() {
         .collect();
     assert_eq!(ids, [order_id.as_str()]);
     assert_not_logged(&[&phone]);
+}
+
+#[tokio::test]
+async fn flagged_orders_are_listed_by_flag_and_a_manager_clears_a_flag_once_handled() {
+    let app = TestApp::spawn().await;
+    let (customer, _) = app.direct_customer();
+    let product = app.add_product("Tea", 450, 10);
+    let short = placed(&app, &customer, &product).await;
+    let underpaid = (short.0.clone(), short.1.clone(), short.2 - 1);
+    assert_eq!(
+        outcome(send(&app, &msg_id(), &event("payment.succeeded", &underpaid)).await).await,
+        "payment_review"
+    );
+    let cancelled = paid_after_cancelling(&app, &customer, &product).await;
+    let unflagged = placed(&app, &customer, &product).await;
+
+    let clerk = staff_token(&app, "clerk").await;
+    let manager = staff_token(&app, "manager").await;
+    let listed = |flag: &'static str| {
+        let (app, clerk) = (&app, &clerk);
+        async move {
+            let response = app
+                .request(
+                    Method::GET,
+                    &format!("/v1/staff/orders?flag={flag}"),
+                    clerk,
+                    None,
+                )
+                .await;
+            assert_eq!(response.status(), 200);
+            let page: Value = response.json().await.unwrap();
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("payment_review").await, vec![short.0.clone()]);
+    assert_eq!(listed("needs_refund").await, vec![cancelled.0.clone()]);
+    assert_problem(
+        app.request(Method::GET, "/v1/staff/orders?flag=shipped", &clerk, None)
+            .await,
+        422,
+        "invalid_flag",
+    )
+    .await;
+
+    let clear = |token: &str, order: &str, flag: &str| {
+        let path = format!("/v1/staff/orders/{order}/clear-flag");
+        let (app, token, body) = (&app, token.to_owned(), json!({"flag": flag}));
+        async move { app.request(Method::POST, &path, &token, Some(&body)).await }
+    };
+    assert_problem(
+        clear(&clerk, &short.0, "payment_review").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(clear(&manager, &short.0, "paid").await, 422, "invalid_flag").await;
+    assert_problem(
+        clear(
+            &manager,
+            &uuid::Uuid::now_v7().to_string(),
+            "payment_review",
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        listed("payment_review").await,
+        vec![short.0.clone()],
+        "refusals change nothing"
+    );
+
+    let cleared = clear(&manager, &short.0, "payment_review").await;
+    assert_eq!(cleared.status(), 200);
+    let view: Value = cleared.json().await.unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["payment_review"].as_bool()),
+        (Some("pending_payment"), Some(false)),
+        "the flag is down and the state unchanged"
+    );
+    assert!(listed("payment_review").await.is_empty());
+    assert_eq!(listed("needs_refund").await, vec![cancelled.0.clone()]);
+    assert!(!listed("needs_refund").await.contains(&unflagged.0));
+
+    let manager_id = claims(&manager)["sub"].as_str().unwrap().to_owned();
+    let audited: Vec<(String, String, String)> = shopd::db::schema::audit_log::table
+        .select((
+            shopd::db::schema::audit_log::staff_id,
+            shopd::db::schema::audit_log::action,
+            shopd::db::schema::audit_log::target_id,
+        ))
+        .filter(shopd::db::schema::audit_log::target_kind.eq("order"))
+        .load(&mut app.conn())
+        .unwrap();
+    assert_eq!(
+        audited,
+        vec![(
+            manager_id,
+            "order_payment_review_cleared".to_owned(),
+            short.0.clone()
+        )]
+    );
 }

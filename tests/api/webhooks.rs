@@ -22,7 +22,7 @@ fn secret(app: &TestApp) -> String {
 }
 
 /// A placed order: (id, payment id, total).
-async fn placed(app: &TestApp, token: &str, product: &str) -> (String, String, i64) {
+pub(crate) async fn placed(app: &TestApp, token: &str, product: &str) -> (String, String, i64) {
     let response = app
         .place_order(token, Some(&new_key()), &order_body(&[(product, 1)]))
         .await;
@@ -35,7 +35,7 @@ async fn placed(app: &TestApp, token: &str, product: &str) -> (String, String, i
     )
 }
 
-fn event(kind: &str, order: &(String, String, i64)) -> Vec<u8> {
+pub(crate) fn event(kind: &str, order: &(String, String, i64)) -> Vec<u8> {
     json!({"type": kind, "data": {"payment_id": order.1, "order_id": order.0, "amount": order.2, "currency": "EUR"}})
         .to_string()
         .into_bytes()
@@ -60,13 +60,13 @@ async fn deliver(
         .unwrap()
 }
 
-async fn send(app: &TestApp, id: &str, body: &[u8]) -> reqwest::Response {
+pub(crate) async fn send(app: &TestApp, id: &str, body: &[u8]) -> reqwest::Response {
     let ts = chrono::Utc::now().timestamp();
     let signature = sign_standard(&secret(app), id, ts, body).unwrap();
     deliver(app, id, ts, body, &signature).await
 }
 
-async fn outcome(response: reqwest::Response) -> String {
+pub(crate) async fn outcome(response: reqwest::Response) -> String {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     body["outcome"].as_str().unwrap().to_owned()
@@ -88,12 +88,16 @@ fn updated_at(app: &TestApp, order_id: &str) -> chrono::NaiveDateTime {
         .unwrap()
 }
 
-fn msg_id() -> String {
+pub(crate) fn msg_id() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// An order cancelled by its customer and then paid all the same: flagged `needs_refund`.
-async fn paid_after_cancelling(app: &TestApp, token: &str, product: &str) -> (String, String, i64) {
+pub(crate) async fn paid_after_cancelling(
+    app: &TestApp,
+    token: &str,
+    product: &str,
+) -> (String, String, i64) {
     let cancelled = placed(app, token, product).await;
     let response = app
         .request(
