@@ -282,11 +282,8 @@ impl Staff {
                 if !set_flag(conn, &id, flag, false)? {
                     return Err(AppError::NotFound);
                 }
-                let action = match flag {
-                    OrderFlag::PaymentReview => "order_payment_review_cleared",
-                    OrderFlag::NeedsRefund => "order_needs_refund_cleared",
-                };
-                audit(conn, &actor, action, ("order", &id), request_id.as_deref())?;
+                let action = format!("order_{}_cleared", flag.as_str());
+                audit(conn, &actor, &action, ("order", &id), request_id.as_deref())?;
                 Ok(())
             })
             .await
