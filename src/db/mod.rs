@@ -425,7 +425,15 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
             url.expose().clone()
         }
     };
-    DbConnection::establish(&text).map_err(|e| DbError::Unavailable(e.to_string()))
+    let mut conn =
+        DbConnection::establish(&text).map_err(|e| DbError::Unavailable(e.to_string()))?;
+    if let DbConnection::Sqlite(c) = &mut conn {
+        // Beside a running server's writes (its writer, the outbox, the checkpointer), wait for the lock as
+        // the pool's connections do, instead of failing at once with `database is locked`.
+        c.batch_execute("PRAGMA busy_timeout = 5000;")
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+    }
+    Ok(conn)
 }
 
 pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(2);
