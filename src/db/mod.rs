@@ -87,11 +87,15 @@ impl std::fmt::Debug for Db {
 #[derive(Debug)]
 struct SqliteSetup;
 
+/// How long an SQLite connection waits for another's write lock before `database is locked`: the pool's
+/// connections and the single ones of `establish` alike.
+const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000;";
+
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteSetup {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
             c.batch_execute(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                "PRAGMA journal_mode = WAL; {SQLITE_BUSY_TIMEOUT} \
                  PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -1024; \
                  PRAGMA wal_autocheckpoint = {};",
                 sqlite_checkpoint::WAL_SAFETY_PAGES
@@ -430,7 +434,7 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
     if let DbConnection::Sqlite(c) = &mut conn {
         // Beside a running server's writes (its writer, the outbox, the checkpointer), wait for the lock as
         // the pool's connections do, instead of failing at once with `database is locked`.
-        c.batch_execute("PRAGMA busy_timeout = 5000;")
+        c.batch_execute(SQLITE_BUSY_TIMEOUT)
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
     }
     Ok(conn)

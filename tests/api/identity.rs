@@ -635,9 +635,8 @@ fn resign(
     token: &str,
     change: impl FnOnce(&mut shopd::crypto::jwt::Claims),
 ) -> String {
-    let payload = token.split('.').nth(1).unwrap();
     let mut claims: shopd::crypto::jwt::Claims =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        serde_json::from_value(crate::helpers::token_claims(token)).unwrap();
     change(&mut claims);
     app.state.config.keys.access_tokens.sign(&claims)
 }

@@ -11,7 +11,9 @@ use shopd::db::schema::security_events;
 
 use crate::email::mailing_app;
 use crate::fake_smtp::FakeSmtp;
-use crate::helpers::{PASSWORD, TestApp, assert_not_logged, assert_problem, unique_phone};
+use crate::helpers::{
+    PASSWORD, TestApp, assert_not_logged, assert_problem, token_claims, unique_phone,
+};
 use crate::webhooks::{event, msg_id, outcome, paid_after_cancelling, placed, send};
 
 const STAFF_PASSWORD: &str = "staff passphrase long enough";
@@ -61,16 +63,6 @@ async fn staff_token(app: &TestApp, role: &str) -> String {
         .to_owned()
 }
 
-/// The claims of an access token, read without checking it.
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn staff_accounts_from_the_cli_and_their_login() {
     let app = TestApp::spawn().await;
@@ -105,7 +97,7 @@ async fn staff_accounts_from_the_cli_and_their_login() {
     assert!(!again.status.success(), "one account per e-mail");
 
     let pair = staff_login(&app, &email).await;
-    let claims = claims(pair["access_token"].as_str().unwrap());
+    let claims = token_claims(pair["access_token"].as_str().unwrap());
     assert_eq!(
         (claims["aud"].as_str(), claims["role"].as_str()),
         (Some("staff"), Some("clerk"))
@@ -177,7 +169,7 @@ async fn a_reused_staff_refresh_token_ends_the_session_and_alerts_the_shop() {
     )
     .await;
 
-    let staff_id = claims(access)["sub"].as_str().unwrap().to_owned();
+    let staff_id = token_claims(access)["sub"].as_str().unwrap().to_owned();
     let events: Vec<(String, String)> = security_events::table
         .filter(security_events::subject_id.eq(&staff_id))
         .select((security_events::kind, security_events::subject_id))
@@ -891,7 +883,7 @@ async fn flagged_orders_are_listed_by_flag_and_a_manager_clears_a_flag_once_hand
     assert_eq!(listed("needs_refund").await, vec![cancelled.0.clone()]);
     assert!(!listed("needs_refund").await.contains(&unflagged.0));
 
-    let manager_id = claims(&manager)["sub"].as_str().unwrap().to_owned();
+    let manager_id = token_claims(&manager)["sub"].as_str().unwrap().to_owned();
     let audited: Vec<(String, String, String)> = shopd::db::schema::audit_log::table
         .select((
             shopd::db::schema::audit_log::staff_id,
