@@ -14,6 +14,7 @@ pub mod orders;
 pub mod payments;
 pub mod staff;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod vault;

@@ -17,6 +17,29 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::config::RateLimits;
+
+/// The limiters of the edge's route classes (`api::edge::RouteClass`) on one instance; `None` where the rate
+/// is `off`.
+#[derive(Debug, Clone)]
+pub struct RouteLimits {
+    pub auth: Option<AddressLimiter>,
+    pub orders: Option<AddressLimiter>,
+    pub webhooks: Option<AddressLimiter>,
+    pub api: Option<AddressLimiter>,
+}
+
+impl RouteLimits {
+    pub fn new(rates: &RateLimits) -> Self {
+        Self {
+            auth: rates.auth.map(AddressLimiter::new),
+            orders: rates.orders.map(AddressLimiter::new),
+            webhooks: rates.webhooks.map(AddressLimiter::new),
+            api: rates.api.map(AddressLimiter::new),
+        }
+    }
+}
+
 /// `count` requests per `per`, written `20/1m`, `5/30s`, `100/1h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {

@@ -5,87 +5,22 @@
 //! `edge::security_headers`, `error_normaliser` (problem+json), `edge::rate_limit`, `attestation::attest`.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use crate::api::edge::RouteLimits;
 use crate::api::{self, json::BodyLimit};
-use crate::auth::passwords::Hasher;
-use crate::auth::revocations::Revocations;
-use crate::auth::{CgroupError, HashingCgroup, Identity, IdentityParts};
 use crate::config::Config;
-use crate::config::SmsSettings;
-use crate::db::{Db, DbError};
-use crate::notify::sender::{EmailSender, OutboxMetrics, SenderError};
-use crate::notify::sms::{LogSender, SmsSender, TwilioConfig, TwilioSender};
-use crate::orders::{Orders, OrdersParts};
-use crate::staff::Staff;
-use crate::telemetry::Metrics;
-use crate::tls::{self, CertificateStore, TlsError};
-use crate::vault::Vault;
-use crate::webhooks::{Webhooks, WebhooksParts};
-
-fn sms_sender(settings: &SmsSettings) -> Arc<dyn SmsSender> {
-    match settings {
-        SmsSettings::Log => Arc::new(LogSender),
-        SmsSettings::Twilio {
-            account_sid,
-            auth_token,
-            from,
-            api_base,
-        } => Arc::new(TwilioSender::new(TwilioConfig {
-            account_sid: account_sid.clone(),
-            auth_token: auth_token.clone(),
-            from: from.clone(),
-            api_base: api_base.clone(),
-        })),
-    }
-}
+use crate::state::{AppState, StartError};
+use crate::tls::{self, CertificateStore};
 
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How long a closing connection may take to shut down cleanly.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What every handler can reach. Cheap to clone: everything inside is shared.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub vault: Vault,
-    pub identity: Identity,
-    pub staff: Staff,
-    /// The Prometheus registry of this instance.
-    pub metrics: Metrics,
-    /// The per-address rate limits of the route classes.
-    pub limits: Arc<RouteLimits>,
-    pub orders: Orders,
-    pub webhooks: Webhooks,
-    /// Counters of this instance's outbox sender.
-    pub outbox: Arc<OutboxMetrics>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("database: {0}")]
-    Database(#[from] DbError),
-    #[error("TLS: {0}")]
-    Tls(#[from] TlsError),
-    #[error("{0}")]
-    Email(#[from] SenderError),
-    #[error("{0}")]
-    HashingCgroup(#[from] CgroupError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-}
 
 pub struct Application {
     port: u16,
@@ -96,93 +31,6 @@ pub struct Application {
     /// Tells the background outbox sender to stop once the server has.
     shutdown: tokio::sync::watch::Sender<bool>,
     sender: tokio::task::JoinHandle<()>,
-}
-
-impl AppState {
-    /// Connects, migrates and builds every service, without serving or starting background work: what
-    /// `Application::build` and the command line share.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
-        let db = Db::connect(&config.database)?;
-        let applied = {
-            let db = db.clone();
-            tokio::task::spawn_blocking(move || db.run_migrations())
-                .await
-                .map_err(|e| DbError::Task(e.to_string()))??
-        };
-        if applied > 0 {
-            tracing::info!(applied, "database migrated");
-        }
-        let config = Arc::new(config);
-        let metrics = Metrics::new();
-        let vault = Vault::new(&config.keys);
-        let hashing_cgroup = config
-            .identity
-            .hashing_cgroup
-            .as_deref()
-            .map(HashingCgroup::prepare)
-            .transpose()?;
-        if hashing_cgroup.is_some() {
-            tracing::info!("password hashing runs in an idle cgroup");
-        }
-        let hasher = Hasher::start(config.identity.password_hashing, hashing_cgroup)?;
-        let identity = Identity::new(IdentityParts {
-            db: db.clone(),
-            vault: vault.clone(),
-            config: config.clone(),
-            sms: sms_sender(&config.identity.sms),
-            revocations: Revocations::default(),
-            metrics: metrics.clone(),
-            hasher,
-        });
-        let staff = Staff::new(db.clone(), vault.clone(), &identity);
-        let orders = Orders::new(OrdersParts {
-            db: db.clone(),
-            vault: vault.clone(),
-            config: config.clone(),
-            payments: crate::payments::from_settings(&config.orders.payments),
-            metrics: metrics.clone(),
-        });
-        let webhooks = Webhooks::new(WebhooksParts {
-            db: db.clone(),
-            vault: vault.clone(),
-            stripe: config.webhooks.stripe.clone(),
-            standard: config.webhooks.standard.clone(),
-            tolerance: config.webhooks.tolerance,
-            retention: config.webhooks.retention,
-            metrics: metrics.clone(),
-        });
-        Ok(Self {
-            webhooks,
-            vault,
-            limits: Arc::new(RouteLimits::new(&config.edge.rate_limits)),
-            config,
-            db,
-            identity,
-            staff,
-            metrics,
-            orders,
-            outbox: Arc::default(),
-        })
-    }
-
-    /// The background work of a serving instance; the outbox sender runs until `stop` turns true.
-    fn spawn_background_tasks(
-        &self,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<tokio::task::JoinHandle<()>, StartError> {
-        self.identity.revocations.spawn_poller(self.db.clone());
-        crate::auth::purge::spawn(self.db.clone());
-        self.orders.spawn_background();
-        self.webhooks.spawn_purge();
-        let email = EmailSender::new(
-            self.db.clone(),
-            self.vault.clone(),
-            &self.config.email,
-            &self.config.shop_domain,
-            self.outbox.clone(),
-        )?;
-        Ok(email.spawn(stop))
-    }
 }
 
 impl Application {
@@ -283,8 +131,6 @@ fn serve(
     let public_metrics = state.config.edge.metrics.on_public_address();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        // Called on each worker's own thread, as the worker starts.
-        crate::orders::batch_order_reads_on_this_thread();
         App::new()
             .app_data(data.clone())
             .app_data(BodyLimit(body_limit))

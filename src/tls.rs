@@ -36,6 +36,9 @@ pub enum TlsError {
     Setup(String),
 }
 
+/// rustls 0.23.48 deprecates its *ring* provider for having no post-quantum key exchange; shopd keeps it (one
+/// crypto library, no C build of aws-lc, see deny.toml) and docs/supply-chain.md says what that means.
+#[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -14,7 +14,7 @@ use super::problem::problem_response;
 use crate::config::AttestationMode;
 use crate::crypto::attestation::{self, Authorization};
 use crate::error::Problem;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const APPROOV_TOKEN: HeaderName = HeaderName::from_static("approov-token");
 
@@ -41,7 +41,6 @@ fn verdict(state: &AppState, req: &ServiceRequest) -> Option<Result<(), attestat
         token,
         authorization,
         settings.binding,
-        chrono::Utc::now().timestamp(),
     ))
 }
 

@@ -12,7 +12,7 @@ use crate::auth::LogoutScope;
 use crate::auth::sessions::Issued;
 use crate::domain::Sensitive;
 use crate::error::AppResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ use crate::auth::sessions;
 use crate::crypto::jwt::{Audience, Claims};
 use crate::db::DbError;
 use crate::error::{AppError, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn invalid_token(detail: &str) -> AppError {
     Problem::unauthorized("invalid_token", detail.to_owned()).into()
@@ -56,7 +56,7 @@ async fn authenticate(req: HttpRequest, audience: Audience) -> Result<Claims, Ap
             let sid = claims.sid.clone();
             state
                 .db
-                .read(move |conn| {
+                .run(move |conn| {
                     sessions::session_is_live(conn, &sid, audience).map_err(DbError::from)
                 })
                 .await?

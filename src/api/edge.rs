@@ -16,10 +16,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 
 use super::problem::problem_response;
-use crate::config::RateLimits;
 use crate::error::Problem;
-use crate::limits::AddressLimiter;
-use crate::startup::AppState;
+use crate::limits::{AddressLimiter, RouteLimits};
+use crate::state::AppState;
 
 /// The customer routes: app attestation applies to these (DESIGN section 8). Webhooks, staff and
 /// operations routes are never attested.
@@ -108,33 +107,14 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
     proxies.client_address(peer, forwarded)
 }
 
-/// The limiters of the route classes of one instance.
-#[derive(Debug, Clone)]
-pub struct RouteLimits {
-    auth: Option<AddressLimiter>,
-    orders: Option<AddressLimiter>,
-    webhooks: Option<AddressLimiter>,
-    api: Option<AddressLimiter>,
-}
-
-impl RouteLimits {
-    pub fn new(rates: &RateLimits) -> Self {
-        Self {
-            auth: rates.auth.map(AddressLimiter::new),
-            orders: rates.orders.map(AddressLimiter::new),
-            webhooks: rates.webhooks.map(AddressLimiter::new),
-            api: rates.api.map(AddressLimiter::new),
-        }
-    }
-
-    fn of(&self, class: RouteClass) -> Option<&AddressLimiter> {
-        match class {
-            RouteClass::Auth => self.auth.as_ref(),
-            RouteClass::Orders => self.orders.as_ref(),
-            RouteClass::Webhooks => self.webhooks.as_ref(),
-            RouteClass::Api => self.api.as_ref(),
-            RouteClass::Operations => None,
-        }
+/// The limiter of a route class, if its rate is not `off`.
+fn limiter(limits: &RouteLimits, class: RouteClass) -> Option<&AddressLimiter> {
+    match class {
+        RouteClass::Auth => limits.auth.as_ref(),
+        RouteClass::Orders => limits.orders.as_ref(),
+        RouteClass::Webhooks => limits.webhooks.as_ref(),
+        RouteClass::Api => limits.api.as_ref(),
+        RouteClass::Operations => None,
     }
 }
 
@@ -148,7 +128,7 @@ pub async fn rate_limit(
         .app_data::<web::Data<AppState>>()
         .and_then(|state| {
             let class = route_class(routing_path(&req));
-            let limiter = state.limits.of(class)?;
+            let limiter = limiter(&state.limits, class)?;
             let ip = client_ip(req.request());
             limiter.check(ip).err().map(|wait| (state, class, wait))
         })

@@ -10,7 +10,7 @@ use super::json::ApiJson;
 use crate::auth::{Profile, ProfileChange};
 use crate::domain::Sensitive;
 use crate::error::AppResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct ProfileView {

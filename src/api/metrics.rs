@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::authn::bearer;
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::metrics::CONTENT_TYPE;
 
 /// Mounts `/metrics`.

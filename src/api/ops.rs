@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::OpenApi;
 
 use crate::error::{AppError, AppResult, Problem};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Status {

@@ -19,7 +19,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::orders::{
     AddressRead, IdempotencyKey, NewOrder, OrderDetail, OrderLine, PlacedOrder, StoredResponse,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on a response that replays the first response to the same key.

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::domain::Money;
 use crate::error::AppResult;
 use crate::orders::{Page, PageRequest, Product};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An amount in integer minor units (cents, pence) of an ISO 4217 currency.
 #[derive(Serialize, ToSchema)]

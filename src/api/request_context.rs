@@ -14,7 +14,7 @@ use actix_web::web;
 use tracing::Instrument;
 
 use super::problem::header_value;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -21,7 +21,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::orders::{OrderFlag, OrderStatus};
 use crate::staff::orders::{OrderFilter, ProductChange};
 use crate::staff::{Role, matrix};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A staff member, authenticated by the guard.
 #[derive(Debug, Clone)]

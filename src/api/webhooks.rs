@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::AppResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::webhooks::{Provider, Received};
 
 /// Webhook bodies are small; anything larger is refused before it is read whole.

@@ -228,7 +228,7 @@ impl Identity {
         let (subject, current) = (customer_id.to_owned(), current.to_owned());
         let rows = self
             .db
-            .read(move |conn| -> AppResult<Vec<SessionRow>> {
+            .run(move |conn| -> AppResult<Vec<SessionRow>> {
                 Ok(sessions::live_sessions(conn, &subject, Audience::Customer)?)
             })
             .await?;
@@ -351,7 +351,7 @@ impl Identity {
         let this = self.clone();
         let id = customer_id.to_owned();
         self.db
-            .read(move |conn| -> AppResult<Profile> {
+            .run(move |conn| -> AppResult<Profile> {
                 let row = load_customer(conn, &id)?;
                 let phone = this.open_customer(conn, &id, "phone", &row.phone)?;
                 let name = this.open_customer(conn, &id, "name", &row.name)?;

@@ -77,7 +77,7 @@ where
     };
     if !verdict.needs_rehash {
         return db
-            .write_one_statement(move |conn| start(conn, &account_key, &account))
+            .write(move |conn| start(conn, &account_key, &account))
             .await;
     }
     let rehash = hasher.hash(password).await?;

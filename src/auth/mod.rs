@@ -2,8 +2,6 @@
 //! the customer's export and erasure. Staff share the session and token machinery.
 
 mod account;
-mod hash_cgroup;
-mod hash_memory;
 pub mod login;
 pub mod otp;
 pub mod passwords;
@@ -28,7 +26,6 @@ use crate::telemetry::Metrics;
 use crate::vault::Vault;
 
 pub use account::{ExportedCustomer, LogoutScope, Profile, ProfileChange, SessionInfo};
-pub use hash_cgroup::{CgroupError, HashingCgroup};
 pub use signup::VerificationStarted;
 
 use passwords::Hasher;

@@ -1,41 +1,29 @@
-//! argon2id password hashing on dedicated threads, one per core, each reusing one block of working memory.
+//! argon2id password hashing on tokio's blocking threads, at most one hash per core at a time.
 //!
-//! A storm of logins queues here instead of starving other requests of the blocking pool. Dedicated threads
-//! fed by a queue keep both cores on argon2 with no hand-off through the async runtime between two hashes,
-//! and reusing the 19 MiB of working memory saves mapping and zeroing it (page faults) for every hash: about
-//! a fifth of a hash's cost when it is allocated afresh. The memory is in huge pages where the kernel has
-//! them (`hash_memory`). After `KEEP_MEMORY` with no hash the memory is given back, so an idle instance
-//! holds none. The threads run at a lower priority than the request workers.
+//! A semaphore sized to the cores bounds the hashes running at once, so a flood of logins queues here instead
+//! of taking every blocking thread from the database work of other requests. The permit is awaited in the
+//! caller's future: a queued hash whose caller has gone (the client hung up) is never computed.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
-use super::hash_cgroup::{CgroupError, HashingCgroup};
-use super::hash_memory::WorkingMemory;
 use crate::config::PasswordHashing;
 use crate::domain::Sensitive;
 
-/// How long the working memory is kept after the last hash.
-const KEEP_MEMORY: Duration = Duration::from_secs(1);
 const SALT_LEN: usize = 16;
-/// The nice value of the hashing threads where `SCHED_IDLE` is refused (see `lower_priority`).
-const HASHING_NICE: libc::c_int = 19;
 const OUTPUT_LEN: usize = 32;
-
-type Work = Box<dyn FnOnce(&mut WorkingMemory) + Send>;
 
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
-    queue: Sender<Work>,
+    /// One permit a core: the hashes that may run at once.
+    permits: Arc<Semaphore>,
     /// A hash with the current cost and a random salt and output, verified against when the account is
     /// unknown, so that an unknown phone and a wrong password take the same time.
     dummy: Arc<String>,
@@ -51,17 +39,7 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    /// Starts one hashing thread per core; they end when the last clone of the hasher is dropped.
     pub fn new(cost: PasswordHashing) -> Self {
-        Self::start(cost, None).expect("with no cgroup to enter, the hashing threads start")
-    }
-
-    /// Starts one hashing thread per core, each moved into `cgroup` when given, and waits until they have
-    /// entered it: a thread that cannot is a failure to start, not a silent loss of what the cgroup is for.
-    pub fn start(
-        cost: PasswordHashing,
-        cgroup: Option<HashingCgroup>,
-    ) -> Result<Self, CgroupError> {
         let params = Params::new(
             cost.memory_kib,
             cost.iterations,
@@ -71,40 +49,16 @@ impl Hasher {
         .expect("argon2 parameters are validated by the configuration");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let dummy = dummy_hash(&params);
-        let (queue, jobs) = mpsc::channel::<Work>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        let spare: Arc<Spare> = Arc::default();
-        let (entered, placements) = mpsc::channel();
-        for n in 0..cores {
-            let (jobs, spare, cgroup, entered) =
-                (jobs.clone(), spare.clone(), cgroup.clone(), entered.clone());
-            std::thread::Builder::new()
-                .name(format!("shopd-argon2-{n}"))
-                .spawn(move || {
-                    let placed = cgroup.as_ref().map_or(Ok(()), HashingCgroup::enter);
-                    let failed = placed.is_err();
-                    let _ = entered.send(placed);
-                    drop(entered);
-                    if !failed {
-                        hashing_thread(&jobs, &spare);
-                    }
-                })
-                .expect("a hashing thread starts");
-        }
-        drop(entered);
-        for placed in placements {
-            placed?;
-        }
-        Ok(Self {
+        Self {
             params,
-            queue,
+            permits: Arc::new(Semaphore::new(cores)),
             dummy: Arc::new(dummy),
-        })
+        }
     }
 
     pub async fn hash(&self, password: Sensitive<String>) -> anyhow::Result<String> {
         let params = self.params.clone();
-        self.on_hashing_thread(move |memory| hash_with(&params, memory, password.expose()))
+        self.on_blocking_thread(move || hash_with(&params, password.expose()))
             .await?
     }
 
@@ -118,8 +72,8 @@ impl Hasher {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy.as_ref().clone());
         let params = self.params.clone();
-        self.on_hashing_thread(move |memory| {
-            let (matches, current) = verify_with(&params, memory, password.expose(), &hash);
+        self.on_blocking_thread(move || {
+            let (matches, current) = verify_with(&params, password.expose(), &hash);
             Verdict {
                 matches: matches && known,
                 needs_rehash: matches && known && !current,
@@ -128,101 +82,29 @@ impl Hasher {
         .await
     }
 
-    async fn on_hashing_thread<T: Send + 'static>(
+    /// Runs `f` on a blocking thread once a permit is free; the permit goes with `f`, so a hash whose
+    /// caller has gone meanwhile still counts until it ends.
+    async fn on_blocking_thread<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut WorkingMemory) -> T + Send + 'static,
+        f: impl FnOnce() -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let (done, answer) = tokio::sync::oneshot::channel();
+        let permit = self.permits.clone().acquire_owned().await?;
         let span = tracing::Span::current();
-        self.queue
-            .send(Box::new(move |memory| {
-                // Whoever asked has gone (the client hung up and its request was dropped): a hash nobody
-                // waits for would only delay the queue behind it and hold its memory.
-                if done.is_closed() {
-                    return;
-                }
-                let _ = done.send(span.in_scope(|| f(memory)));
-            }))
-            .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("a hashing thread failed"))
-    }
-}
-
-/// The working memory of the hashing threads: blocks not in use right now, taken by a thread for a hash and
-/// given back after it. Kept in one place so that whichever thread waits for work can free all of it.
-type Spare = Mutex<Vec<WorkingMemory>>;
-
-fn hashing_thread(jobs: &Mutex<Receiver<Work>>, spare: &Spare) {
-    lower_priority();
-    loop {
-        let next = {
-            let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
-            if lock(spare).is_empty() {
-                jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                jobs.recv_timeout(KEEP_MEMORY)
-            }
-        };
-        match next {
-            Ok(work) => {
-                let mut memory = lock(spare).pop().unwrap_or_default();
-                let ran =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut memory)));
-                if ran.is_ok() && !memory.is_empty() {
-                    lock(spare).push(memory);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                // Wiped as it is dropped (it is derived from passwords), outside the lock.
-                let freed = std::mem::take(&mut *lock(spare));
-                drop(freed);
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
-fn lock(spare: &Spare) -> std::sync::MutexGuard<'_, Vec<WorkingMemory>> {
-    spare.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Hashing threads run under `SCHED_IDLE` (Linux: the policy is per thread), or at nice 19 where that is
-/// refused: with cores to spare they hash at full speed, and a request thread that wakes up takes the core at
-/// once. At nice 19 a hash kept its core until its time slice ran out, and a read that landed behind it
-/// waited milliseconds (the p99 of scenario (g) of the load harness); `SCHED_IDLE` is the one policy the
-/// scheduler preempts on every wake-up of an ordinary thread. A storm of logins waits in its own queue
-/// instead of slowing every other request; under a flood of other requests, logins get what is left.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: sched_setscheduler and setpriority with this thread's own id change only this thread.
-    unsafe {
-        let tid = libc::gettid();
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0
-            && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASHING_NICE) != 0
-        {
-            tracing::debug!("hashing threads keep the normal priority");
-        }
+        let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(f)
+        });
+        done.await
+            .map_err(|e| anyhow::anyhow!("a password hash failed: {e}"))
     }
 }
 
 /// A PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) of `password` with a fresh random salt.
-fn hash_with(
-    params: &Params,
-    memory: &mut WorkingMemory,
-    password: &str,
-) -> anyhow::Result<String> {
+fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
     let salt = crate::config::secrets::random_bytes::<SALT_LEN>();
     let mut out = [0u8; OUTPUT_LEN];
     argon(params)
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            &salt,
-            &mut out,
-            memory.blocks(params.block_count()),
-        )
+        .hash_password_into(password.as_bytes(), &salt, &mut out)
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     Ok(phc(params, &salt, &out))
 }
@@ -248,45 +130,16 @@ fn phc(params: &Params, salt: &[u8], out: &[u8]) -> String {
     )
 }
 
-/// Whether `password` matches the PHC string `stored`, and whether `stored` uses the current parameters.
-/// A hash with the current parameters is computed in the thread's memory; any other (older parameters,
-/// another argon2 variant) by the argon2 crate's own verifier.
-fn verify_with(
-    params: &Params,
-    memory: &mut WorkingMemory,
-    password: &str,
-    stored: &str,
-) -> (bool, bool) {
+/// Whether `password` matches the PHC string `stored` (by the argon2 crate's verifier, with the parameters
+/// and variant `stored` names), and whether `stored` uses the current parameters.
+fn verify_with(params: &Params, password: &str, stored: &str) -> (bool, bool) {
     let Ok(phc) = PasswordHash::new(stored) else {
         return (false, false);
     };
-    if !uses(&phc, params) {
-        let matches = argon(params)
-            .verify_password(password.as_bytes(), stored)
-            .is_ok();
-        return (matches, false);
-    }
-    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
-        return (false, true);
-    };
-    let mut out = vec![0u8; expected.len()];
-    let computed = Params::new(
-        params.m_cost(),
-        params.t_cost(),
-        params.p_cost(),
-        Some(expected.len()),
-    )
-    .ok()
-    .map(|p| {
-        argon(&p).hash_password_into_with_memory(
-            password.as_bytes(),
-            salt,
-            &mut out,
-            memory.blocks(p.block_count()),
-        )
-    });
-    let matches = matches!(computed, Some(Ok(()))) && bool::from(out.ct_eq(expected.as_bytes()));
-    (matches, true)
+    let matches = argon(params)
+        .verify_password(password.as_bytes(), &phc)
+        .is_ok();
+    (matches, uses(&phc, params))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,6 +167,8 @@ fn uses(hash: &PasswordHash, params: &Params) -> bool {
 mod tests {
     use super::*;
     use argon2::password_hash::PasswordHasher;
+    use std::sync::Mutex;
+    use std::time::Duration;
 
     const CHEAP: PasswordHashing = PasswordHashing {
         memory_kib: 64,
@@ -322,11 +177,11 @@ mod tests {
     };
 
     #[tokio::test]
-    async fn a_hash_whose_caller_has_gone_is_skipped() {
+    async fn hashes_wait_for_a_permit_and_one_whose_caller_has_gone_is_skipped() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let cheap = Hasher::new(CHEAP);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // Every hashing thread busy until released.
+        // Every permit taken until released.
         let (release, released) = std::sync::mpsc::channel::<()>();
         let released = Arc::new(Mutex::new(released));
         let busy: Vec<_> = (0..cores)
@@ -335,7 +190,7 @@ mod tests {
                 let hasher = cheap.clone();
                 tokio::spawn(async move {
                     hasher
-                        .on_hashing_thread(move |_| {
+                        .on_blocking_thread(move || {
                             let _ = released.lock().unwrap().recv();
                         })
                         .await
@@ -349,7 +204,7 @@ mod tests {
             let (hasher, ran) = (cheap.clone(), ran.clone());
             tokio::spawn(async move {
                 hasher
-                    .on_hashing_thread(move |_| ran.fetch_add(1, Ordering::SeqCst))
+                    .on_blocking_thread(move || ran.fetch_add(1, Ordering::SeqCst))
                     .await
             })
         };
@@ -360,11 +215,16 @@ mod tests {
             let (hasher, ran) = (cheap.clone(), ran.clone());
             tokio::spawn(async move {
                 hasher
-                    .on_hashing_thread(move |_| ran.fetch_add(10, Ordering::SeqCst))
+                    .on_blocking_thread(move || ran.fetch_add(10, Ordering::SeqCst))
                     .await
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "nothing runs past the permits"
+        );
         for _ in 0..cores {
             release.send(()).unwrap();
         }
@@ -379,21 +239,6 @@ mod tests {
         );
     }
 
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn hashing_threads_run_only_on_idle_cores() {
-        let cheap = Hasher::new(CHEAP);
-        // SAFETY: reads the calling thread's own scheduling policy.
-        let policy = cheap
-            .on_hashing_thread(|_| unsafe { libc::sched_getscheduler(0) })
-            .await
-            .unwrap();
-        assert_eq!(policy, libc::SCHED_IDLE);
-        // The caller's own thread is left as it was.
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
-    }
-
     #[tokio::test]
     async fn the_dummy_hash_has_the_current_cost_and_matches_no_password() {
         let cheap = Hasher::new(CHEAP);
@@ -406,7 +251,7 @@ mod tests {
         // The current cost, salt and output: verified by computing the hash in full, as a known account is.
         let params = cheap.params.clone();
         let verdict = cheap
-            .on_hashing_thread(move |memory| verify_with(&params, memory, "", &dummy))
+            .on_blocking_thread(move || verify_with(&params, "", &dummy))
             .await
             .unwrap();
         assert_eq!(verdict, (false, true));
@@ -478,7 +323,7 @@ mod tests {
                 .verify_password(b"tr0ub4dor!", ours.as_str())
                 .is_err()
         );
-        // and the crate's (other salts, another output length) verifies with ours, on reused memory
+        // and the crate's (other salts, another output length) verifies with ours
         for output_len in [32, 16, 64] {
             let p = Params::new(64, 1, 1, Some(output_len)).unwrap();
             let theirs = argon(&p).hash_password(b"tr0ub4dor").unwrap().to_string();

@@ -12,13 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Binary, Nullable, Text, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
-use crate::db::kept_sql::{KeptStatement, kept_sql};
+use crate::db::DbConnection;
 use crate::db::schema::{refresh_tokens, security_events, sessions};
-use crate::db::{DbConnection, direct};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Notification};
@@ -221,10 +219,8 @@ impl TokenIssuer {
         self.issue(conn, &row, audience, None, row.created_at)
     }
 
-    /// `start` after a password login, clearing the account's failed logins (`throttle`) with it. On
-    /// PostgreSQL that is one statement, atomic by itself (the delete and the session's insert in a `WITH`
-    /// before the refresh token's): one round trip where a transaction of the three took five. On SQLite,
-    /// where a statement is a call in process, the three statements, in the caller's transaction.
+    /// `start` after a password login, clearing the account's failed logins (`throttle`) with it, in the
+    /// caller's transaction.
     pub fn start_after_login(
         &self,
         conn: &mut DbConnection,
@@ -234,47 +230,8 @@ impl TokenIssuer {
         role: Option<&str>,
         client: &str,
     ) -> AppResult<Issued> {
-        let DbConnection::Postgresql(pg) = conn else {
-            super::throttle::clear_login_failures(conn, account_key)?;
-            return self.start(conn, audience, subject_id, role, client);
-        };
-        let row = new_session(audience, subject_id, role, client);
-        let refresh = new_refresh_token();
-        kept_sql("WITH cleared AS (DELETE FROM login_failures WHERE account_key = ")
-            .bind::<Binary, _>(account_key)
-            .sql(
-                "), session AS (INSERT INTO sessions (id, audience, subject_id, role, client, \
-                 auth_time, created_at, last_used_at, expires_at) VALUES (",
-            )
-            .bind::<Text, _>(&row.id)
-            .sql(", ")
-            .bind::<Text, _>(&row.audience)
-            .sql(", ")
-            .bind::<Text, _>(&row.subject_id)
-            .sql(", ")
-            .bind::<Nullable<Text>, _>(&row.role)
-            .sql(", ")
-            .bind::<Text, _>(&row.client)
-            .sql(", ")
-            .bind::<Timestamp, _>(row.auth_time)
-            .sql(", ")
-            .bind::<Timestamp, _>(row.created_at)
-            .sql(", ")
-            .bind::<Timestamp, _>(row.last_used_at)
-            .sql(", ")
-            .bind::<Timestamp, _>(row.expires_at)
-            .sql(
-                ")) INSERT INTO refresh_tokens (hash, session_id, parent_hash, issued_at) \
-                 VALUES (",
-            )
-            .bind::<Binary, _>(hash_refresh_token(&refresh))
-            .sql(", ")
-            .bind::<Text, _>(&row.id)
-            .sql(", NULL, ")
-            .bind::<Timestamp, _>(row.created_at)
-            .sql(")")
-            .execute(pg)?;
-        Ok(self.pair(&row, audience, refresh, row.created_at))
+        super::throttle::clear_login_failures(conn, account_key)?;
+        self.start(conn, audience, subject_id, role, client)
     }
 
     fn issue(
@@ -286,15 +243,14 @@ impl TokenIssuer {
         now: NaiveDateTime,
     ) -> AppResult<Issued> {
         let refresh = new_refresh_token();
-        direct::execute(
-            diesel::insert_into(refresh_tokens::table).values((
+        diesel::insert_into(refresh_tokens::table)
+            .values((
                 refresh_tokens::hash.eq(hash_refresh_token(&refresh)),
                 refresh_tokens::session_id.eq(&session.id),
                 refresh_tokens::parent_hash.eq(parent),
                 refresh_tokens::issued_at.eq(now),
-            )),
-            conn,
-        )?;
+            ))
+            .execute(conn)?;
         Ok(self.pair(session, audience, refresh, now))
     }
 
@@ -345,20 +301,18 @@ impl TokenIssuer {
         }
         let hash = hash_refresh_token(token);
         // The token and its session in one query (one round trip).
-        let Some((parent, spent_at, session)) =
-            direct::first::<_, (Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)>(
-                refresh_tokens::table
-                    .inner_join(sessions::table)
-                    .filter(refresh_tokens::hash.eq(&hash))
-                    .select((
-                        refresh_tokens::parent_hash,
-                        refresh_tokens::spent_at,
-                        SESSION_COLUMNS,
-                    )),
-                conn,
-            )
-            .optional()?
-        else {
+        let found: Option<(Option<Vec<u8>>, Option<NaiveDateTime>, SessionRow)> =
+            refresh_tokens::table
+                .inner_join(sessions::table)
+                .filter(refresh_tokens::hash.eq(&hash))
+                .select((
+                    refresh_tokens::parent_hash,
+                    refresh_tokens::spent_at,
+                    SESSION_COLUMNS,
+                ))
+                .first(conn)
+                .optional()?;
+        let Some((parent, spent_at, session)) = found else {
             return Err(invalid_refresh_token());
         };
         let now = now();
@@ -416,54 +370,45 @@ impl TokenIssuer {
             }
         }
         if now - session.last_used_at >= secs(LAST_USED_PRECISION) {
-            direct::execute(
-                diesel::update(sessions::table.find(&session.id))
-                    .set(sessions::last_used_at.eq(now)),
-                conn,
-            )?;
+            diesel::update(sessions::table.find(&session.id))
+                .set(sessions::last_used_at.eq(now))
+                .execute(conn)?;
         }
         self.issue(conn, &session, audience, Some(&hash), now)
             .map(Refreshed::Pair)
     }
 }
 
-/// Spends the refresh token `hash` and, with it, its unspent siblings (the children of the same `parent` that
-/// lost a race to it): one line of descent goes on. One statement; returns whether `hash` itself was unspent
-/// until now (a concurrent refresh of the same token finds it spent and gets false).
+/// Spends the refresh token `hash` if it is unspent, and then its unspent siblings (the children of the same
+/// `parent` that lost a race to it): one line of descent goes on. Returns whether `hash` itself was unspent
+/// until now (a concurrent refresh of the same token waits for this one's row lock and then finds it spent).
 fn spend(
     conn: &mut DbConnection,
     hash: &[u8],
     parent: Option<&[u8]>,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Spent {
-        #[diesel(sql_type = Binary)]
-        hash: Vec<u8>,
+    let unspent = refresh_tokens::spent_at.is_null();
+    let spent = diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::hash.eq(hash))
+            .filter(unspent),
+    )
+    .set(refresh_tokens::spent_at.eq(now))
+    .execute(conn)?;
+    if spent == 0 {
+        return Ok(false);
     }
-    let spent: Vec<Spent> = direct::load(
-        kept_sql("UPDATE refresh_tokens SET spent_at = ")
-            .bind::<Timestamp, _>(now)
-            .sql(" WHERE spent_at IS NULL AND (hash = ")
-            .bind::<Binary, _>(hash)
-            .sql(" OR parent_hash = ")
-            .bind::<Nullable<Binary>, _>(parent)
-            .sql(") RETURNING hash"),
-        conn,
-    )?;
-    let spent: Vec<Vec<u8>> = spent.into_iter().map(|s| s.hash).collect();
-    if spent.iter().any(|h| h == hash) {
-        return Ok(true);
+    if let Some(parent) = parent {
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::parent_hash.eq(parent))
+                .filter(unspent),
+        )
+        .set(refresh_tokens::spent_at.eq(now))
+        .execute(conn)?;
     }
-    if !spent.is_empty() {
-        // A concurrent refresh spent `hash` between its read and this statement (only on PostgreSQL: the
-        // SQLite writer runs one job at a time), and a sibling made since was spent with nothing to show for
-        // it. Give it back: this transaction holds its row.
-        diesel::update(refresh_tokens::table.filter(refresh_tokens::hash.eq_any(&spent)))
-            .set(refresh_tokens::spent_at.eq(None::<NaiveDateTime>))
-            .execute(conn)?;
-    }
-    Ok(false)
+    Ok(true)
 }
 
 /// Ends one session if it is still live; returns whether it did.

@@ -87,7 +87,9 @@ mod tests {
     use super::*;
     use crate::crypto::jwt::Audience;
 
-    const NOW: i64 = 1_800_000_000;
+    /// The tests' clock: a first verification checks `exp` and `nbf` against the system's.
+    static NOW: std::sync::LazyLock<i64> =
+        std::sync::LazyLock::new(|| chrono::Utc::now().timestamp());
     const ISSUER: &str = "https://shop.example.com";
 
     fn keys() -> SigningKeys {
@@ -101,10 +103,10 @@ mod tests {
             sub: "cus_1".into(),
             sid: "ses_1".into(),
             jti: "jti_1".into(),
-            iat: NOW,
-            nbf: NOW,
+            iat: *NOW,
+            nbf: *NOW,
             exp,
-            auth_time: NOW,
+            auth_time: *NOW,
             role: None,
         }
     }
@@ -121,23 +123,23 @@ mod tests {
     fn a_known_token_gives_the_same_claims_and_is_checked_again_for_all_but_the_signature() {
         let keys = keys();
         let cache = VerifiedTokens::new(10);
-        let token = keys.sign(&claims(Audience::Customer, NOW + 300));
+        let token = keys.sign(&claims(Audience::Customer, *NOW + 300));
         let first = cache
-            .verify(&keys, &token, &at(NOW, Audience::Customer))
+            .verify(&keys, &token, &at(*NOW, Audience::Customer))
             .unwrap();
         assert_eq!(cache.len(), 1);
         let again = cache
-            .verify(&keys, &token, &at(NOW + 1, Audience::Customer))
+            .verify(&keys, &token, &at(*NOW + 1, Audience::Customer))
             .unwrap();
         assert_eq!(first, again);
         // a hit is still refused for the other audience, another issuer, and after expiry (with leeway)
         assert_eq!(
-            cache.verify(&keys, &token, &at(NOW, Audience::Staff)),
+            cache.verify(&keys, &token, &at(*NOW, Audience::Staff)),
             Err(TokenError::WrongAudience)
         );
         let elsewhere = Expectations {
             issuer: "https://other.example",
-            ..at(NOW, Audience::Customer)
+            ..at(*NOW, Audience::Customer)
         };
         assert_eq!(
             cache.verify(&keys, &token, &elsewhere),
@@ -148,7 +150,7 @@ mod tests {
                 .verify(
                     &keys,
                     &token,
-                    &at(NOW + 300 + LEEWAY_SECS - 1, Audience::Customer)
+                    &at(*NOW + 300 + LEEWAY_SECS, Audience::Customer)
                 )
                 .is_ok()
         );
@@ -156,7 +158,7 @@ mod tests {
             cache.verify(
                 &keys,
                 &token,
-                &at(NOW + 300 + LEEWAY_SECS, Audience::Customer)
+                &at(*NOW + 300 + LEEWAY_SECS + 1, Audience::Customer)
             ),
             Err(TokenError::Expired)
         );
@@ -164,7 +166,7 @@ mod tests {
             cache.verify(
                 &keys,
                 &token,
-                &at(NOW - LEEWAY_SECS - 1, Audience::Customer)
+                &at(*NOW - LEEWAY_SECS - 1, Audience::Customer)
             ),
             Err(TokenError::NotYetValid)
         );
@@ -174,9 +176,9 @@ mod tests {
     fn a_token_differing_in_any_byte_is_verified_afresh_and_refused() {
         let keys = keys();
         let cache = VerifiedTokens::new(10);
-        let token = keys.sign(&claims(Audience::Customer, NOW + 300));
+        let token = keys.sign(&claims(Audience::Customer, *NOW + 300));
         cache
-            .verify(&keys, &token, &at(NOW, Audience::Customer))
+            .verify(&keys, &token, &at(*NOW, Audience::Customer))
             .unwrap();
         let mut tampered = token.clone().into_bytes();
         let last = tampered.len() - 2;
@@ -184,16 +186,16 @@ mod tests {
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(
             cache
-                .verify(&keys, &tampered, &at(NOW, Audience::Customer))
+                .verify(&keys, &tampered, &at(*NOW, Audience::Customer))
                 .is_err()
         );
         // a token signed by a key we do not hold is never cached, however often it comes
         let other_keys = SigningKeys::parse(&SigningKeys::generate_entry()).unwrap();
-        let stranger = other_keys.sign(&claims(Audience::Customer, NOW + 300));
+        let stranger = other_keys.sign(&claims(Audience::Customer, *NOW + 300));
         for _ in 0..2 {
             assert!(
                 cache
-                    .verify(&keys, &stranger, &at(NOW, Audience::Customer))
+                    .verify(&keys, &stranger, &at(*NOW, Audience::Customer))
                     .is_err()
             );
         }
@@ -205,13 +207,13 @@ mod tests {
         let keys = keys();
         let cache = VerifiedTokens::new(3);
         // two that expire soon, then live ones: a full map first drops the expired ones
-        for exp in [NOW + 10, NOW + 10] {
+        for exp in [*NOW + 10, *NOW + 10] {
             let token = keys.sign(&claims(Audience::Customer, exp));
             cache
-                .verify(&keys, &token, &at(NOW, Audience::Customer))
+                .verify(&keys, &token, &at(*NOW, Audience::Customer))
                 .unwrap();
         }
-        let later = NOW + 10 + LEEWAY_SECS + 1;
+        let later = *NOW + 10 + LEEWAY_SECS + 1;
         for i in 0..5 {
             let token = keys.sign(&claims(Audience::Customer, later + 300 + i));
             cache

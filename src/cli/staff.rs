@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use crate::domain::Sensitive;
 use crate::staff::Role;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Subcommand)]
 pub enum StaffCommand {

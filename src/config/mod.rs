@@ -136,8 +136,6 @@ pub struct IdentityConfig {
     /// ISO 3166-1 alpha-2 regions that may be texted; `None` (development only) allows every region.
     pub sms_allowed_regions: Option<Vec<String>>,
     pub password_hashing: PasswordHashing,
-    /// A cgroup the hashing threads move into, marked idle (`auth::HashingCgroup`).
-    pub hashing_cgroup: Option<PathBuf>,
 }
 
 /// Which payment provider creates payments.
@@ -506,21 +504,10 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
             "production refuses an argon2 cost below m=19456 KiB, t=2",
         ));
     }
-    let hashing_cgroup = match vars.get("HASHING_CGROUP") {
-        None => None,
-        Some(dir) if Path::new(dir).is_absolute() => Some(PathBuf::from(dir)),
-        Some(_) => {
-            return Err(ConfigError::new(
-                "HASHING_CGROUP",
-                "is not an absolute path to a cgroup directory",
-            ));
-        }
-    };
     Ok(IdentityConfig {
         sms,
         sms_allowed_regions,
         password_hashing,
-        hashing_cgroup,
     })
 }
 

@@ -8,8 +8,9 @@
 use std::fmt;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use hmac::{Hmac, KeyInit, Mac};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -88,19 +89,22 @@ pub enum Binding {
     Optional,
 }
 
-/// The HS256 secret shared with the attestation service. Wiped on drop, never printed.
-pub struct AttestationKey(Zeroizing<Vec<u8>>);
+/// The HS256 secret shared with the attestation service, as `jsonwebtoken` keys (wiped on drop, never printed).
+pub struct AttestationKey {
+    verifying: DecodingKey,
+    signing: EncodingKey,
+}
 
 impl AttestationKey {
     /// Parses the base64 secret (standard alphabet, padding optional; URL-safe accepted too).
     pub fn parse(text: &str) -> Result<Self, String> {
+        super::ring_jwt::install();
         let text = text.trim();
+        let unpadded = text.trim_end_matches('=');
         let bytes = STANDARD
             .decode(text)
-            .or_else(|_| {
-                base64::engine::general_purpose::STANDARD_NO_PAD.decode(text.trim_end_matches('='))
-            })
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .or_else(|_| STANDARD_NO_PAD.decode(unpadded))
+            .or_else(|_| URL_SAFE_NO_PAD.decode(unpadded))
             .map_err(|_| "is not valid base64".to_owned())?;
         let bytes = Zeroizing::new(bytes);
         if bytes.len() < MIN_SECRET_LEN {
@@ -109,22 +113,16 @@ impl AttestationKey {
                 bytes.len()
             ));
         }
-        Ok(Self(bytes))
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key size")
+        Ok(Self {
+            verifying: DecodingKey::from_secret(&bytes),
+            signing: EncodingKey::from_secret(&bytes),
+        })
     }
 
     /// Signs `claims` as an HS256 token: for tests and tools that stand in for the attestation service.
     pub fn sign(&self, claims: &Value) -> String {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("JSON serialises"));
-        let signing_input = format!("{header}.{payload}");
-        let mut mac = self.mac();
-        mac.update(signing_input.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{signing_input}.{signature}")
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.signing)
+            .expect("an HMAC key signs")
     }
 }
 
@@ -139,24 +137,13 @@ pub fn pay_claim(authorization_value: &[u8]) -> String {
     STANDARD.encode(Sha256::digest(authorization_value))
 }
 
-fn json_object(part: &str) -> Result<Map<String, Value>, Failure> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| Failure::Malformed)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(Failure::Malformed),
-    }
-}
-
-/// Checks one request: its attestation token (`None` when the header is absent), its Authorization headers,
-/// the binding rule, and the time now (seconds since the epoch).
+/// Checks one request: its attestation token (`None` when the header is absent), its Authorization headers
+/// and the binding rule. `jsonwebtoken` checks the signature (HS256 only) and `exp` (required, no leeway).
 pub fn check(
     key: &AttestationKey,
     token: Option<&[u8]>,
     authorization: Authorization<'_>,
     binding: Binding,
-    now: i64,
 ) -> Result<(), Failure> {
     if matches!(authorization, Authorization::Several) {
         return Err(Failure::TwoAuthorization);
@@ -168,46 +155,18 @@ pub fn check(
     let token = std::str::from_utf8(token)
         .map_err(|_| Failure::Malformed)?
         .trim();
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Failure::Malformed);
-    };
-
-    let header_fields = json_object(header)?;
-    match header_fields.get("alg") {
-        Some(Value::String(alg)) if alg == "HS256" => {}
-        Some(Value::String(_)) => return Err(Failure::BadAlg),
-        _ => return Err(Failure::Malformed),
-    }
-    if header_fields.contains_key("crit") {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| failure(e.kind(), token))?;
+    if header.crit.is_some() {
         // Extensions we do not understand must not be ignored (RFC 7515 section 4.1.11).
         return Err(Failure::Malformed);
     }
-
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| Failure::Malformed)?;
-    let mut mac = key.mac();
-    mac.update(header.as_bytes());
-    mac.update(b".");
-    mac.update(payload.as_bytes());
-    mac.verify_slice(&signature)
-        .map_err(|_| Failure::BadSignature)?;
-
-    let claims = json_object(payload)?;
-    let expires = match claims.get("exp") {
-        None => return Err(Failure::Expired),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f.floor() as i64))
-            .ok_or(Failure::Malformed)?,
-        Some(_) => return Err(Failure::Malformed),
-    };
-    if expires <= now {
-        return Err(Failure::Expired);
-    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    // Approov tokens carry no audience; a token that names one is not refused for it.
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.verifying, &validation)
+        .map_err(|e| failure(e.kind(), token))?
+        .claims;
 
     if let Authorization::One(value) = authorization {
         match claims.get("pay") {
@@ -225,12 +184,27 @@ pub fn check(
     Ok(())
 }
 
+fn failure(kind: &ErrorKind, token: &str) -> Failure {
+    match kind {
+        ErrorKind::InvalidAlgorithm => Failure::BadAlg,
+        ErrorKind::InvalidSignature => Failure::BadSignature,
+        ErrorKind::ExpiredSignature | ErrorKind::MissingRequiredClaim(_) => Failure::Expired,
+        ErrorKind::Json(_) if super::jwt::names_an_unknown_algorithm(token) => Failure::BadAlg,
+        _ => Failure::Malformed,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, KeyInit, Mac};
     use serde_json::json;
 
     const SECRET: &str = "c2hvcGQtYXR0ZXN0YXRpb24tc2VjcmV0LWZvci10ZXN0cy1vbmx5IQ==";
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
 
     fn key() -> AttestationKey {
         AttestationKey::parse(SECRET).unwrap()
@@ -248,19 +222,19 @@ mod tests {
     }
 
     fn run(token: &str, auth: Authorization<'_>, binding: Binding) -> Result<(), Failure> {
-        check(&key(), Some(token.as_bytes()), auth, binding, 1_000)
+        check(&key(), Some(token.as_bytes()), auth, binding)
     }
 
     #[test]
     fn a_good_token_passes_and_each_fault_has_its_reason() {
         let k = key();
-        let good = k.sign(&json!({"exp": 2_000}));
+        let good = k.sign(&json!({"exp": now() + 300}));
         assert_eq!(run(&good, Authorization::None, Binding::Required), Ok(()));
         assert_eq!(
-            check(&k, None, Authorization::None, Binding::Required, 1_000),
+            check(&k, None, Authorization::None, Binding::Required),
             Err(Failure::Missing)
         );
-        let expired = k.sign(&json!({"exp": 1_000}));
+        let expired = k.sign(&json!({"exp": now() - 1}));
         assert_eq!(
             run(&expired, Authorization::None, Binding::Required),
             Err(Failure::Expired)
@@ -274,7 +248,7 @@ mod tests {
         for alg in ["none", "HS512", "RS256", "hs256", "ES256"] {
             let token = forge(
                 &format!(r#"{{"alg":"{alg}"}}"#),
-                &json!({"exp": 2_000}),
+                &json!({"exp": now() + 300}),
                 &secret,
             );
             assert_eq!(
@@ -292,14 +266,18 @@ mod tests {
             run(&unsigned, Authorization::None, Binding::Required),
             Err(Failure::BadAlg)
         );
-        let other_key = forge(r#"{"alg":"HS256"}"#, &json!({"exp": 2_000}), &[7u8; 32]);
+        let other_key = forge(
+            r#"{"alg":"HS256"}"#,
+            &json!({"exp": now() + 300}),
+            &[7u8; 32],
+        );
         assert_eq!(
             run(&other_key, Authorization::None, Binding::Required),
             Err(Failure::BadSignature)
         );
         let crit = forge(
             r#"{"alg":"HS256","crit":["b64"],"b64":false}"#,
-            &json!({"exp": 2_000}),
+            &json!({"exp": now() + 300}),
             &secret,
         );
         assert_eq!(
@@ -327,8 +305,8 @@ mod tests {
     fn the_pay_claim_binds_the_token_to_the_one_authorization_header() {
         let k = key();
         let auth = b"Bearer abc.def.ghi";
-        let bound = k.sign(&json!({"exp": 2_000, "pay": pay_claim(auth)}));
-        let unbound = k.sign(&json!({"exp": 2_000}));
+        let bound = k.sign(&json!({"exp": now() + 300, "pay": pay_claim(auth)}));
+        let unbound = k.sign(&json!({"exp": now() + 300}));
         assert_eq!(
             run(&bound, Authorization::One(auth), Binding::Required),
             Ok(())

@@ -1,16 +1,21 @@
-//! Access tokens: compact JWS (JWT) signed with EdDSA over Ed25519 (RFC 8037), on `ed25519-dalek` directly.
+//! Access tokens: JWTs signed EdDSA (Ed25519, RFC 8037), made and checked by `jsonwebtoken`.
 //!
 //! `ACCESS_TOKEN_KEYS` holds `kid:base64(32-byte Ed25519 seed)` entries: the first one signs, all of them
 //! verify, so a key is rotated by putting a new one first and dropping the old one once its tokens expired.
-//! Verification is strict and in this order: size and shape, header (`alg` must be exactly `EdDSA`, `kid` must
-//! name a configured key), the signature (`verify_strict`), and only then the claims.
+//! The crate checks the signature with EdDSA only (the header's `alg` never chooses), then `exp` and `nbf`
+//! with `LEEWAY_SECS`, `iss` and `aud`, all of them required. Around it, what the crate leaves to us: a size
+//! limit, a `kid` naming one of our keys, no `crit` header and no `typ` but JWT, and claims that are an object.
 
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use jsonwebtoken::errors::{Error, ErrorKind};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 use super::keys::{KeyBytes, KeyError, KeyId};
 
@@ -20,6 +25,15 @@ use super::keys::{KeyBytes, KeyError, KeyId};
 pub enum Audience {
     Customer,
     Staff,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Customer => "customer",
+            Audience::Staff => "staff",
+        }
+    }
 }
 
 /// The claims of an access token. Times are Unix seconds.
@@ -67,52 +81,29 @@ pub enum TokenError {
     WrongAudience,
 }
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+/// Clock skew tolerated on `exp` and `nbf`, in seconds (DESIGN section 4).
 pub const LEEWAY_SECS: i64 = 30;
 
 /// Longer tokens are refused before any decoding. A customer token of ours is about 490 bytes.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-const ALG: &str = "EdDSA";
-const TYP: &str = "JWT";
+/// The PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410), the form `jsonwebtoken` takes a private key in.
+const PKCS8_ED25519: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
-/// The header we write.
-#[derive(Serialize)]
-struct HeaderOut<'a> {
-    alg: &'a str,
-    typ: &'a str,
-    kid: &'a str,
-}
-
-/// The header we read. Unknown members are ignored (none of them is ever used to find a key); a repeated
-/// member is an error, so no two parsers can disagree on which `alg` or `kid` a token carries.
-#[derive(Deserialize)]
-struct HeaderIn {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
-    /// We understand no extension, so a token that marks any as critical is refused (RFC 7515 §4.1.11).
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-/// The access token keys (`ACCESS_TOKEN_KEYS`): a comma-separated list `kid:base64(32-byte Ed25519 seed)`;
-/// the first key signs, all verify. Only the active seed is kept (inside `ed25519_dalek::SigningKey`, which
-/// wipes it on drop); the older seeds are wiped as soon as their public keys are derived.
+/// The access token keys: the active key signs; every key, the active one first, verifies and is published.
 pub struct SigningKeys {
-    active: SigningKey,
-    /// `base64url({"alg":"EdDSA","typ":"JWT","kid":"<active kid>"})`, the same for every token.
-    header_b64: String,
-    /// Every key, the active one first, decoded once here so that verification decodes no key.
-    verifiers: Vec<(KeyId, VerifyingKey)>,
+    signing: EncodingKey,
+    header: Header,
+    verifiers: Vec<(KeyId, DecodingKey)>,
+    jwks: JwkSet,
 }
 
-/// The checks of a token's claims once its signature is known good: expiry and not-before with
-/// `LEEWAY_SECS`, issuer, audience. Also run on every hit of the verified-token cache.
+/// Expiry and not-before with `LEEWAY_SECS` (the bounds `jsonwebtoken` uses), issuer and audience, for
+/// claims whose signature is known good: run after each verification and on each verified-token cache hit.
 pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), TokenError> {
-    if claims.exp <= expect.now.saturating_sub(LEEWAY_SECS) {
+    if claims.exp < expect.now.saturating_sub(LEEWAY_SECS) {
         return Err(TokenError::Expired);
     }
     if claims.nbf > expect.now.saturating_add(LEEWAY_SECS) {
@@ -130,36 +121,41 @@ pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), To
 impl SigningKeys {
     /// Parses `kid:base64,kid:base64,…`, with the rules and errors of `MasterKeyRing::parse`.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let mut active: Option<SigningKey> = None;
-        let mut verifiers: Vec<(KeyId, VerifyingKey)> = Vec::new();
+        super::ring_jwt::install();
+        let mut keys: Vec<(KeyId, EncodingKey)> = Vec::new();
         for (i, entry) in text.split(',').map(str::trim).enumerate() {
             if entry.is_empty() {
                 continue;
             }
             let (kid, material) = entry.split_once(':').ok_or(KeyError::Malformed(i + 1))?;
             let id = KeyId::parse(kid.trim())?;
-            if verifiers.iter().any(|(known, _)| *known == id) {
+            if keys.iter().any(|(known, _)| *known == id) {
                 return Err(KeyError::DuplicateId(id.as_str().to_owned()));
             }
             let seed = KeyBytes::from_base64(id.as_str(), material)?;
-            let key = SigningKey::from_bytes(&seed.0);
-            verifiers.push((id, key.verifying_key()));
-            if active.is_none() {
-                active = Some(key);
-            }
+            let der = Zeroizing::new([&PKCS8_ED25519[..], &seed.0].concat());
+            keys.push((id, EncodingKey::from_ed_der(&der)));
         }
-        let active = active.ok_or(KeyError::Empty)?;
-        let header = HeaderOut {
-            alg: ALG,
-            typ: TYP,
-            kid: verifiers[0].0.as_str(),
-        };
-        let header_b64 =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header serializes"));
+        let mut verifiers = Vec::with_capacity(keys.len());
+        let mut jwks = JwkSet { keys: Vec::new() };
+        for (id, key) in &keys {
+            let mut jwk = Jwk::from_encoding_key(key, Algorithm::EdDSA)
+                .expect("an Ed25519 seed has a public key");
+            jwk.common.key_id = Some(id.as_str().to_owned());
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            let public = DecodingKey::from_jwk(&jwk).expect("a JWK of ours decodes");
+            verifiers.push((id.clone(), public));
+            jwks.keys.push(jwk);
+        }
+        // The older seeds are wiped here (`EncodingKey` zeroizes on drop); only the active one is kept.
+        let (active, signing) = keys.into_iter().next().ok_or(KeyError::Empty)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(active.as_str().to_owned());
         Ok(Self {
-            active,
-            header_b64,
+            signing,
+            header,
             verifiers,
+            jwks,
         })
     }
 
@@ -168,11 +164,8 @@ impl SigningKeys {
     pub fn generate_entry() -> String {
         let mut seed = KeyBytes([0u8; 32]);
         getrandom::fill(&mut seed.0).expect("the operating system's random generator failed");
-        format!(
-            "{}:{}",
-            super::keys::dated_key_id('t'),
-            STANDARD.encode(seed.0.as_slice())
-        )
+        let id = super::keys::dated_key_id('t');
+        format!("{id}:{}", STANDARD.encode(seed.0.as_slice()))
     }
 
     /// The id of the key that signs.
@@ -185,17 +178,9 @@ impl SigningKeys {
         self.verifiers.iter().map(|(id, _)| id)
     }
 
-    /// Signs `claims` with the active key: `{"alg":"EdDSA","typ":"JWT","kid":"<active kid>"}`.
+    /// Signs `claims` with the active key: `{"typ":"JWT","alg":"EdDSA","kid":"<active kid>"}`.
     pub fn sign(&self, claims: &Claims) -> String {
-        let payload = serde_json::to_vec(claims).expect("claims serialize");
-        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 92);
-        token.push_str(&self.header_b64);
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = self.active.sign(token.as_bytes());
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
-        token
+        jsonwebtoken::encode(&self.header, claims, &self.signing).expect("an Ed25519 key signs")
     }
 
     /// Verifies `token` and returns its claims if it is signed by one of our keys and meets `expect`.
@@ -203,18 +188,8 @@ impl SigningKeys {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-
-        let header: HeaderIn = decode_object(header_b64)?;
-        if header.alg != ALG {
-            return Err(TokenError::UnsupportedAlgorithm);
-        }
-        if header.crit.is_some() || header.typ.is_some_and(|t| !t.eq_ignore_ascii_case(TYP)) {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| token_error(&e, token))?;
+        if header.crit.is_some() || header.typ.is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
             return Err(TokenError::Malformed);
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
@@ -223,54 +198,54 @@ impl SigningKeys {
             .iter()
             .find(|(id, _)| id.as_str() == kid)
             .ok_or(TokenError::UnknownKey)?;
-
-        let signature = Signature::from_slice(&decode_segment(signature_b64)?)
-            .map_err(|_| TokenError::BadSignature)?;
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        key.verify_strict(signing_input.as_bytes(), &signature)
-            .map_err(|_| TokenError::BadSignature)?;
-
-        // From here on the payload is ours.
-        let claims: Claims = decode_object(payload_b64)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECS.unsigned_abs();
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.set_issuer(&[expect.issuer]);
+        validation.set_audience(&[expect.audience.as_str()]);
+        // Read as a map first: serde would also read `Claims` from an array, in field order.
+        let object = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+            .map_err(|e| token_error(&e, token))?
+            .claims;
+        let claims: Claims =
+            serde_json::from_value(Value::Object(object)).map_err(|_| TokenError::Malformed)?;
         check_claims(&claims, expect)?;
         Ok(claims)
     }
 
     /// The public keys as a JWK Set (RFC 7517, RFC 8037), every key, the active one first.
-    pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<serde_json::Value> = self
-            .verifiers
-            .iter()
-            .map(|(id, key)| {
-                serde_json::json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "x": URL_SAFE_NO_PAD.encode(key.as_bytes()),
-                    "kid": id.as_str(),
-                    "alg": ALG,
-                    "use": "sig",
-                })
-            })
-            .collect();
-        serde_json::json!({ "keys": keys })
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
     }
 }
 
-/// base64url without padding, canonical only (no stray trailing bits), as JWS requires.
-fn decode_segment(segment: &str) -> Result<Vec<u8>, TokenError> {
+fn token_error(error: &Error, token: &str) -> TokenError {
+    match error.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidAlgorithm => TokenError::UnsupportedAlgorithm,
+        ErrorKind::Json(_) if names_an_unknown_algorithm(token) => TokenError::UnsupportedAlgorithm,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// Whether a header `jsonwebtoken` could not read names one `alg` it does not know (`none`, `eddsa`, …): the
+/// crate refuses those before reading the rest, and the reason is then the algorithm, not the shape.
+pub(crate) fn names_an_unknown_algorithm(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Alg {
+        alg: String,
+    }
+    let header = token.split('.').next().unwrap_or_default();
     URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)
-}
-
-/// A segment holding a JSON object. Serde would also read a struct from an array (`["EdDSA"]`), which no
-/// other JWT implementation accepts, so anything but an object is refused first.
-fn decode_object<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
-    let json = decode_segment(segment)?;
-    if json.trim_ascii_start().first() != Some(&b'{') {
-        return Err(TokenError::Malformed);
-    }
-    serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Alg>(&json).ok())
+        .is_some_and(|header| header.alg.parse::<Algorithm>().is_err())
 }
 
 impl fmt::Debug for SigningKeys {
@@ -280,7 +255,6 @@ impl fmt::Debug for SigningKeys {
             .finish_non_exhaustive()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,7 +265,8 @@ mod tests {
     const SEED_NEW: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const SEED_OLD: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
     const ISS: &str = "https://shop.example";
-    const NOW: i64 = 1_764_000_000;
+    /// The tests' clock: `jsonwebtoken` checks `exp` and `nbf` against the system's.
+    static NOW: std::sync::LazyLock<i64> = std::sync::LazyLock::new(unix_now);
 
     fn ring() -> SigningKeys {
         SigningKeys::parse(&format!("new:{SEED_NEW}, old:{SEED_OLD}")).unwrap()
@@ -313,14 +288,14 @@ mod tests {
     }
 
     fn claims(aud: Audience) -> Claims {
-        claims_at(NOW, aud)
+        claims_at(*NOW, aud)
     }
 
     fn expect(aud: Audience) -> Expectations<'static> {
         Expectations {
             issuer: ISS,
             audience: aud,
-            now: NOW,
+            now: *NOW,
         }
     }
 
@@ -328,12 +303,31 @@ mod tests {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
+    fn decode_segment(segment: &str) -> Result<Vec<u8>, base64::DecodeError> {
+        URL_SAFE_NO_PAD.decode(segment)
+    }
+
+    /// The raw public keys, from the JWKS.
+    fn public_keys(keys: &SigningKeys) -> Vec<Vec<u8>> {
+        let jwks = serde_json::to_value(keys.jwks()).unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| decode_segment(k["x"].as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    fn sign_input(keys: &SigningKeys, input: &[u8]) -> String {
+        jsonwebtoken::crypto::sign(input, &keys.signing, Algorithm::EdDSA).unwrap()
+    }
+
     /// A token with any header and payload, correctly signed by the active key: what an attacker who could
     /// sign would send, so that each check is seen to hold on its own, not only because the signature fails.
     fn forge(keys: &SigningKeys, header: &str, payload: &[u8]) -> String {
         let input = format!("{}.{}", b64(header), b64(payload));
-        let signature = keys.active.sign(input.as_bytes());
-        format!("{input}.{}", b64(signature.to_bytes()))
+        let signature = sign_input(keys, input.as_bytes());
+        format!("{input}.{signature}")
     }
 
     fn segments(token: &str) -> Vec<String> {
@@ -389,18 +383,20 @@ mod tests {
     #[test]
     fn the_jwks_lists_every_public_key() {
         let keys = ring();
-        let jwks = keys.jwks();
+        let jwks = serde_json::to_value(keys.jwks()).unwrap();
         let listed = jwks["keys"].as_array().unwrap();
         assert_eq!(listed.len(), 2);
-        for ((id, key), jwk) in keys.verifiers.iter().zip(listed) {
+        for (public, jwk) in public_keys(&keys).iter().zip(listed) {
+            assert_eq!(public.len(), 32);
             assert_eq!(
                 *jwk,
                 json!({
-                    "kty": "OKP", "crv": "Ed25519", "x": b64(key.as_bytes()),
-                    "kid": id.as_str(), "alg": "EdDSA", "use": "sig",
+                    "kty": "OKP", "crv": "Ed25519", "x": b64(public),
+                    "kid": jwk["kid"], "alg": "EdDSA", "use": "sig",
                 })
             );
         }
+        assert_ne!(listed[0]["x"], listed[1]["x"]);
         assert_eq!(listed[0]["kid"], "new");
         assert_eq!(listed[1]["kid"], "old");
         assert!(!jwks.to_string().contains(SEED_NEW.trim_end_matches('=')));
@@ -411,14 +407,15 @@ mod tests {
     fn matches_the_rfc_8037_ed25519_example() {
         let keys = SigningKeys::parse("rfc:nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=").unwrap();
         assert_eq!(
-            keys.jwks()["keys"][0]["x"],
+            b64(&public_keys(&keys)[0]),
             "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
         );
-        let signature = keys
-            .active
-            .sign(b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc");
+        let signature = sign_input(
+            &keys,
+            b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc",
+        );
         assert_eq!(
-            b64(signature.to_bytes()),
+            signature,
             "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
         );
     }
@@ -441,7 +438,7 @@ mod tests {
         claims.role = Some("owner".to_owned());
         let token = keys.sign(&claims);
 
-        let jwks = keys.jwks();
+        let jwks = serde_json::to_value(keys.jwks()).unwrap();
         let header = decode_header(&token).unwrap();
         let kid = header.kid.as_deref().unwrap();
         let jwk = jwks["keys"]
@@ -520,9 +517,9 @@ mod tests {
         use hmac::{Hmac, KeyInit, Mac};
 
         let keys = ring();
-        let jwks = keys.jwks();
+        let jwks = serde_json::to_value(keys.jwks()).unwrap();
         let x = jwks["keys"][0]["x"].as_str().unwrap();
-        let public_raw = keys.verifiers[0].1.to_bytes();
+        let public_raw = public_keys(&keys).remove(0);
         let header = b64(json!({"alg": "HS256", "typ": "JWT", "kid": "new"}).to_string());
         let payload = b64(serde_json::to_vec(&claims(Audience::Staff)).unwrap());
         let input = format!("{header}.{payload}");
@@ -645,37 +642,64 @@ mod tests {
         );
     }
 
+    /// `jsonwebtoken` checks `exp` and `nbf` against the system clock, with the leeway.
     #[test]
-    fn expiry_and_not_before_allow_exactly_the_leeway() {
+    fn expiry_and_not_before_allow_the_leeway_and_no_more() {
         let keys = ring();
+        let expect = expect(Audience::Customer);
+        let with_times = |nbf: i64, exp: i64| {
+            keys.sign(&Claims {
+                nbf,
+                exp,
+                ..claims(Audience::Customer)
+            })
+        };
+        // two seconds of margin either side, for the clock ticking during the test
+        let now = unix_now();
+        let within = LEEWAY_SECS - 2;
+        let beyond = LEEWAY_SECS + 2;
+        assert!(keys.verify(&with_times(now, now - within), &expect).is_ok());
+        assert_eq!(
+            keys.verify(&with_times(now - 900, now - beyond), &expect),
+            Err(TokenError::Expired)
+        );
+        assert!(
+            keys.verify(&with_times(now + within, now + 900), &expect)
+                .is_ok()
+        );
+        assert_eq!(
+            keys.verify(&with_times(now + beyond, now + 900), &expect),
+            Err(TokenError::NotYetValid)
+        );
+    }
+
+    /// The same bounds on claims already verified (the verified-token cache), to the second.
+    #[test]
+    fn check_claims_allows_exactly_the_leeway() {
+        let claims = claims(Audience::Customer);
         let at = |now| Expectations {
             now,
             ..expect(Audience::Customer)
         };
-        let token = keys.sign(&claims(Audience::Customer));
-        let exp = NOW + 900;
-        assert!(keys.verify(&token, &at(exp)).is_ok());
-        assert!(keys.verify(&token, &at(exp + LEEWAY_SECS - 1)).is_ok());
+        let exp = claims.exp;
+        assert!(check_claims(&claims, &at(exp + LEEWAY_SECS)).is_ok());
         assert_eq!(
-            keys.verify(&token, &at(exp + LEEWAY_SECS)),
+            check_claims(&claims, &at(exp + LEEWAY_SECS + 1)),
             Err(TokenError::Expired)
         );
+        let nbf = claims.nbf;
+        assert!(check_claims(&claims, &at(nbf - LEEWAY_SECS)).is_ok());
         assert_eq!(
-            keys.verify(&token, &at(exp + 86_400)),
-            Err(TokenError::Expired)
-        );
-
-        let nbf = NOW;
-        assert!(keys.verify(&token, &at(nbf - LEEWAY_SECS)).is_ok());
-        assert_eq!(
-            keys.verify(&token, &at(nbf - LEEWAY_SECS - 1)),
+            check_claims(&claims, &at(nbf - LEEWAY_SECS - 1)),
             Err(TokenError::NotYetValid)
         );
-
         // the clock at its extremes neither overflows nor accepts
-        assert_eq!(keys.verify(&token, &at(i64::MAX)), Err(TokenError::Expired));
         assert_eq!(
-            keys.verify(&token, &at(i64::MIN)),
+            check_claims(&claims, &at(i64::MAX)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            check_claims(&claims, &at(i64::MIN)),
             Err(TokenError::NotYetValid)
         );
     }
@@ -777,14 +801,19 @@ mod tests {
     #[test]
     fn refuses_anything_but_three_canonical_base64url_segments() {
         let keys = ring();
-        let token = keys.sign(&claims(Audience::Customer));
+        // A token with a character of base64url's own (`-` or `_`), for the standard-alphabet case below.
+        let token = (0..)
+            .map(|n| {
+                keys.sign(&Claims {
+                    jti: format!("jti-{n}"),
+                    ..claims(Audience::Customer)
+                })
+            })
+            .find(|token| token.contains(['-', '_']))
+            .unwrap();
         let parts = segments(&token);
         let expect = expect(Audience::Customer);
         let oversized = format!("{token}{}", "A".repeat(MAX_TOKEN_LEN));
-        assert!(
-            token.contains(['-', '_']),
-            "the standard-alphabet case below needs one"
-        );
         for bad in [
             String::new(),
             ".".to_owned(),

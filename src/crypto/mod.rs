@@ -7,6 +7,7 @@ mod blind_index;
 pub mod jwt;
 mod keys;
 mod mac;
+pub mod ring_jwt;
 mod sealed;
 pub mod webhook;
 

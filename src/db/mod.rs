@@ -1,12 +1,8 @@
 //! The database: one connection type over SQLite and PostgreSQL, the pool, the embedded migrations, and the
-//! one way to run blocking diesel work off the async workers. Backend differences stay in match arms here.
+//! one way to run diesel work: on tokio's blocking threads, off the async workers (`Db::run`; `Db::write` for
+//! a transaction). Backend differences stay in match arms here.
 
-pub mod direct;
-pub mod kept_sql;
 pub mod schema;
-mod sqlite_checkpoint;
-mod sqlite_writer;
-pub mod unprepared;
 
 /// `const NAME: (a, b, …) = (a, b, …);` from one list of diesel columns (a column's type and its value share
 /// its path): a fixed selection to use in several queries.
@@ -67,8 +63,6 @@ pub struct Db {
     /// The SQLite file, checked by readiness: a deleted file would otherwise be written to, unseen, until
     /// the next restart loses it.
     sqlite_path: Option<std::path::PathBuf>,
-    /// The queue of the SQLite writer thread (see `sqlite_writer`), started at the first write.
-    sqlite_writer: std::sync::Arc<std::sync::OnceLock<std::sync::mpsc::Sender<sqlite_writer::Job>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -80,10 +74,7 @@ impl std::fmt::Debug for Db {
 }
 
 /// SQLite set up for a server: WAL so readers never wait for the writer, a busy timeout instead of instant
-/// `SQLITE_BUSY`, foreign keys on, NORMAL sync (durable at each checkpoint, safe with WAL; checkpoints are made
-/// by a thread of their own, see `sqlite_checkpoint`, the writer's own only past a large WAL), and a page cache
-/// of 1 MiB per connection instead of 2: every pooled connection fills its own, the operating system's page
-/// cache holds the file for all of them, and the hot pages (the indexes' upper levels) fit in far less.
+/// `SQLITE_BUSY`, foreign keys on, NORMAL sync (durable at each checkpoint, safe with WAL).
 #[derive(Debug)]
 struct SqliteSetup;
 
@@ -96,9 +87,7 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqliteSetup {
         if let DbConnection::Sqlite(c) = conn {
             c.batch_execute(&format!(
                 "PRAGMA journal_mode = WAL; {SQLITE_BUSY_TIMEOUT} \
-                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -1024; \
-                 PRAGMA wal_autocheckpoint = {};",
-                sqlite_checkpoint::WAL_SAFETY_PAGES
+                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;"
             ))
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
@@ -143,7 +132,6 @@ impl Db {
             pool,
             backend,
             sqlite_path,
-            sqlite_writer: std::sync::Arc::default(),
         })
     }
 
@@ -167,90 +155,21 @@ impl Db {
             .map_err(|e| DbError::Unavailable(e.to_string()))
     }
 
-    /// Runs blocking diesel work on the blocking pool, inside the caller's tracing span.
+    /// Runs blocking diesel work on a pooled connection on tokio's blocking threads, inside the caller's
+    /// tracing span (so its log lines keep the request id).
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        self.on_blocking_pool(f).await
-    }
-
-    /// `run` for a short read. On SQLite it runs at once on the calling thread when a connection is free: an
-    /// in-process read of a few microseconds costs less than the hand-off to the blocking pool and back
-    /// (the largest cost of an authenticated read, measured by the load harness), and in WAL mode a reader
-    /// does not wait for the writer. With no free connection, and always on PostgreSQL (a network round
-    /// trip), it goes to the blocking pool as `run` does.
-    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        if self.backend == Backend::Sqlite
-            && let Some(mut conn) = self.pool.try_get()
-        {
-            return f(&mut conn);
-        }
-        self.run(f).await
-    }
-
-    /// `run` for work that writes, in autocommit statements as on PostgreSQL (where it is `run`). On SQLite
-    /// the work goes to the writer thread (see `sqlite_writer`): alone, it runs as it is; beside other
-    /// writes, inside a savepoint of their group transaction, answered once the group is committed.
-    pub async fn run_writing<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        match self.backend {
-            Backend::Sqlite => self.on_sqlite_writer(false, f).await,
-            Backend::Postgres => self.run(f).await,
-        }
-    }
-
-    async fn on_sqlite_writer<T, E, F>(&self, atomic: bool, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        let (answer, answered) = tokio::sync::oneshot::channel::<Result<T, E>>();
-        let span = tracing::Span::current();
-        let work: sqlite_writer::Work = Box::new(move |conn| {
-            let result = span.in_scope(|| f(conn));
-            let ok = result.is_ok();
-            let finish: sqlite_writer::Finish = Box::new(move |failed| {
-                let result = match (failed, result) {
-                    (Some(why), Ok(_)) => Err(E::from(DbError::Unavailable(why))),
-                    (_, result) => result,
-                };
-                let _ = answer.send(result);
-            });
-            (ok, finish)
-        });
-        let job = sqlite_writer::Job { work, atomic };
-        let not_made = || E::from(DbError::Unavailable("the write was not made".into()));
-        self.sqlite_writer
-            .get_or_init(|| sqlite_writer::start(self.pool.clone()))
-            .send(job)
-            .map_err(|_| not_made())?;
-        answered.await.map_err(|_| not_made())?
-    }
-
-    async fn on_blocking_pool<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + Send + 'static,
-    {
-        let pool = self.clone();
+        let pool = self.pool.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pool.get()?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
             f(&mut conn)
         })
         .instrument(tracing::Span::current())
@@ -258,33 +177,41 @@ impl Db {
         .map_err(|e| DbError::Task(e.to_string()))?
     }
 
-    /// Work that writes, in one transaction: a savepoint of a group transaction on SQLite (see
-    /// `run_writing`), `write_tx` on PostgreSQL.
+    /// `run` in one write transaction (`write_tx`).
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
-        match self.backend {
-            Backend::Sqlite => self.on_sqlite_writer(true, f).await,
-            Backend::Postgres => self.run(move |conn| write_tx(conn, f)).await,
-        }
+        self.run(move |conn| write_tx(conn, f)).await
     }
 
-    /// `write` for work that is a single statement on PostgreSQL: atomic by itself, it runs without the
-    /// `BEGIN` and `COMMIT` round trips around it. On SQLite, where the same work may be several statements
-    /// (a call in process each), it is `write`.
-    pub async fn write_one_statement<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
-    {
-        match self.backend {
-            Backend::Sqlite => self.write(f).await,
-            Backend::Postgres => self.run(f).await,
+    /// On SQLite, checkpoints the WAL every `CHECKPOINT_INTERVAL` until the process ends. With
+    /// `synchronous = NORMAL` a commit is synced to disk at the next checkpoint, and SQLite's own comes only
+    /// after 1,000 pages: at a low write rate a commit (an order, a payment's webhook already answered 2xx)
+    /// would sit unsynced for hours. A passive checkpoint waits for no reader or writer.
+    pub fn spawn_checkpoints(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
         }
+        let db = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let done = db
+                    .run(|conn| {
+                        conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                            .map_err(DbError::from)
+                    })
+                    .await;
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "cannot checkpoint the SQLite WAL");
+                }
+            }
+        });
     }
 
     pub fn run_migrations(&self) -> Result<usize, DbError> {
@@ -367,7 +294,7 @@ pub fn run_next_migration(conn: &mut DbConnection) -> Result<bool, DbError> {
     ran.map_err(|e| DbError::Migration(e.to_string()))
 }
 
-/// Whether `conn` is inside a transaction (on SQLite: a job of the writer thread, see `sqlite_writer`).
+/// Whether `conn` is inside a transaction already.
 fn in_transaction(conn: &mut DbConnection) -> bool {
     use diesel::connection::TransactionManager;
     matches!(
@@ -378,15 +305,14 @@ fn in_transaction(conn: &mut DbConnection) -> bool {
 }
 
 /// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite, so concurrent writers queue on the busy
-/// timeout instead of failing when a read lock cannot be upgraded (a savepoint when the SQLite writer's
-/// group transaction is open); an ordinary transaction on PostgreSQL.
+/// timeout instead of failing when a read lock cannot be upgraded (a savepoint inside a transaction); an
+/// ordinary transaction on PostgreSQL.
 pub fn write_tx<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    // Inside a transaction already (a job of the SQLite writer): a savepoint.
     let nested = in_transaction(conn);
     match conn {
         DbConnection::Postgresql(_) => conn.transaction(f),
@@ -432,8 +358,8 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
     let mut conn =
         DbConnection::establish(&text).map_err(|e| DbError::Unavailable(e.to_string()))?;
     if let DbConnection::Sqlite(c) = &mut conn {
-        // Beside a running server's writes (its writer, the outbox, the checkpointer), wait for the lock as
-        // the pool's connections do, instead of failing at once with `database is locked`.
+        // Beside a running server's writes, wait for the lock as the pool's connections do, instead of
+        // failing at once with `database is locked`.
         c.batch_execute(SQLITE_BUSY_TIMEOUT)
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
     }
@@ -441,3 +367,7 @@ pub fn establish(url: &DatabaseUrl) -> Result<DbConnection, DbError> {
 }
 
 pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(2);
+
+/// How often a serving instance checkpoints SQLite's WAL (`Db::spawn_checkpoints`): the longest a commit
+/// waits to be synced to disk.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);

@@ -17,14 +17,10 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::query_builder::QueryFragment;
-use diesel::serialize::ToSql;
-use diesel::sql_types::{Binary, HasSqlType, Integer, Text};
 use sha2::{Digest, Sha256};
 
 use crate::db::DbConnection;
-use crate::db::kept_sql::{KeptStatement, kept_sql};
-use crate::db::schema::idempotency_keys;
+use crate::db::schema::{idempotency_keys, orders};
 use crate::error::{AppError, AppResult, Problem};
 use crate::vault::{Field, Opened, Vault};
 
@@ -229,10 +225,9 @@ pub(super) struct OrderPayment<'a> {
     pub payment_id: &'a str,
 }
 
-/// Stores the response of a claimed key for replays, ends the claim, and stores the payment id on its order, as
-/// one write: one statement on PostgreSQL (a data-modifying CTE: one round trip, one commit); on SQLite two
-/// statements, one commit with the writer's group when it has one (in-process, no round trips). Returns false when the claim was lost (its lease ran out and
-/// another request took the key over); the response is then not stored, the payment id is.
+/// Stores the response of a claimed key for replays, ends the claim, and stores the payment id on its order, in
+/// the caller's transaction. Returns false when the claim was lost (its lease ran out and another request took
+/// the key over); the response is then not stored, the payment id is.
 pub(super) fn finish(
     conn: &mut DbConnection,
     vault: &Vault,
@@ -245,55 +240,22 @@ pub(super) fn finish(
     let text = std::str::from_utf8(body)
         .map_err(|_| AppError::Internal(anyhow::anyhow!("a response body is not UTF-8")))?;
     let sealed = vault.seal(conn, customer_id, response_field(&held.key_id), text)?;
-    let status = i32::from(status);
-    // On PostgreSQL one statement: the payment id in a data-modifying CTE before the key's update.
-    let stored = match conn {
-        DbConnection::Postgresql(c) => {
-            let paid = kept_sql("WITH paid AS (UPDATE orders SET payment_id = ")
-                .bind::<Text, _>(payment.payment_id)
-                .sql(" WHERE id = ")
-                .bind::<Text, _>(payment.order_id)
-                .sql(") ");
-            store_response(c, paid, status, &sealed, held)?
-        }
-        DbConnection::Sqlite(c) => {
-            kept_sql("UPDATE orders SET payment_id = ")
-                .bind::<Text, _>(payment.payment_id)
-                .sql(" WHERE id = ")
-                .bind::<Text, _>(payment.order_id)
-                .execute(c)?;
-            store_response(c, kept_sql(""), status, &sealed, held)?
-        }
-    };
+    diesel::update(orders::table.filter(orders::id.eq(payment.order_id)))
+        .set(orders::payment_id.eq(payment.payment_id))
+        .execute(conn)?;
+    let stored = diesel::update(
+        idempotency_keys::table
+            .filter(idempotency_keys::id.eq(&held.key_id))
+            .filter(idempotency_keys::claim_token.eq(&held.token)),
+    )
+    .set((
+        idempotency_keys::response_status.eq(i32::from(status)),
+        idempotency_keys::response_body.eq(&sealed),
+        idempotency_keys::claim_token.eq(None::<String>),
+        idempotency_keys::claimed_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)?;
     Ok(stored == 1)
-}
-
-/// `head`, then the update that stores the sealed response under the key and ends the claim, if `held` still
-/// holds it. Returns the rows updated.
-fn store_response<C, S>(
-    conn: &mut C,
-    head: S,
-    status: i32,
-    sealed: &[u8],
-    held: &Held,
-) -> QueryResult<usize>
-where
-    C: diesel::Connection,
-    S: KeptStatement + QueryFragment<C::Backend>,
-    C::Backend: HasSqlType<Integer> + HasSqlType<Binary> + HasSqlType<Text>,
-    i32: ToSql<Integer, C::Backend>,
-    [u8]: ToSql<Binary, C::Backend>,
-    str: ToSql<Text, C::Backend>,
-{
-    head.sql("UPDATE idempotency_keys SET response_status = ")
-        .bind::<Integer, _>(status)
-        .sql(", response_body = ")
-        .bind::<Binary, _>(sealed)
-        .sql(", claim_token = NULL, claimed_until = NULL WHERE id = ")
-        .bind::<Text, _>(held.key_id.as_str())
-        .sql(" AND claim_token = ")
-        .bind::<Text, _>(held.token.as_str())
-        .execute(conn)
 }
 
 /// Ends a claim without a response, keeping the key (an order exists under it): the next request with the same

@@ -6,13 +6,11 @@
 //! `read::find_by_payment_id`, `read::detail`, `read::shipping_address`, `catalogue::insert_products`.
 
 pub mod catalogue;
-mod detail_reads;
 pub mod expiry;
 mod idempotency;
 mod place;
 pub mod read;
 pub mod state;
-mod turn_reads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +18,9 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, SubsecRound};
 
 use crate::config::Config;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::{AppResult, Problem};
 use crate::payments::PaymentProvider;
-use crate::telemetry::metrics::Metrics;
 use crate::vault::Vault;
 
 pub use catalogue::{NewProduct, Product};
@@ -34,7 +31,6 @@ pub use state::{
     Actor, ActorKind, OrderEvent, OrderFlag, OrderStatus, TRANSITIONS, Transition, allowed,
     set_flag, transition,
 };
-pub use turn_reads::enable_on_this_thread as batch_order_reads_on_this_thread;
 
 /// Now, in UTC, to the microsecond: what both backends store exactly, so a time read back equals the time
 /// written.
@@ -115,9 +111,6 @@ pub struct Orders {
     /// `SHOP_CURRENCY`: every order is in it.
     pub(crate) currency: String,
     pub(crate) payment_ttl: Duration,
-    metrics: Metrics,
-    /// On PostgreSQL, the batched order reads, started at the first read (see `detail_reads`).
-    detail_reads: Arc<std::sync::OnceLock<detail_reads::DetailReads>>,
 }
 
 impl std::fmt::Debug for Orders {
@@ -135,7 +128,6 @@ pub struct OrdersParts {
     pub vault: Vault,
     pub config: Arc<Config>,
     pub payments: Arc<dyn PaymentProvider>,
-    pub metrics: Metrics,
 }
 
 /// How often the purge of old idempotency keys runs.
@@ -154,8 +146,6 @@ impl Orders {
             payments: parts.payments,
             currency: parts.config.shop_currency.clone(),
             payment_ttl: parts.config.orders.payment_ttl,
-            metrics: parts.metrics,
-            detail_reads: Arc::default(),
         }
     }
 
@@ -166,7 +156,7 @@ impl Orders {
     /// `GET /v1/products`.
     pub async fn products(&self, page: PageRequest) -> AppResult<Page<Product>> {
         self.db
-            .read(move |conn| catalogue::list_active(conn, page.cursor.as_deref(), page.limit))
+            .run(move |conn| catalogue::list_active(conn, page.cursor.as_deref(), page.limit))
             .await
     }
 
@@ -180,7 +170,7 @@ impl Orders {
     pub async fn product(&self, id: &str) -> AppResult<Product> {
         let id = id.to_owned();
         self.db
-            .read(move |conn| catalogue::get_active(conn, &id))
+            .run(move |conn| catalogue::get_active(conn, &id))
             .await
     }
 
@@ -188,7 +178,7 @@ impl Orders {
     pub async fn list(&self, customer_id: &str, page: PageRequest) -> AppResult<Page<OrderLine>> {
         let customer = customer_id.to_owned();
         self.db
-            .read(move |conn| {
+            .run(move |conn| {
                 read::list_for_customer(conn, &customer, page.cursor.as_deref(), page.limit)
             })
             .await
@@ -196,22 +186,10 @@ impl Orders {
 
     /// `GET /v1/orders/{id}`: one of the customer's own orders; anyone else's is `NotFound`.
     pub async fn detail(&self, customer_id: &str, order_id: &str) -> AppResult<OrderDetail> {
-        if self.db.backend() == Backend::Postgres {
-            return self
-                .detail_reads
-                .get_or_init(|| {
-                    let readers =
-                        std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-                    detail_reads::DetailReads::start(
-                        self.db.clone(),
-                        readers,
-                        self.metrics.order_reads().clone(),
-                    )
-                })
-                .detail(customer_id, order_id)
-                .await;
-        }
-        turn_reads::detail(&self.db, self.metrics.order_reads(), customer_id, order_id).await
+        let (customer, id) = (customer_id.to_owned(), order_id.to_owned());
+        self.db
+            .run(move |conn| read::detail(conn, &id, Some(&customer)))
+            .await
     }
 
     /// `GET /v1/orders/{id}/shipping-address`.
@@ -262,14 +240,14 @@ impl Orders {
     /// Expires the orders that are due now.
     pub async fn expire_due(&self) -> AppResult<usize> {
         self.db
-            .run_writing(move |conn| expiry::expire_due(conn, now()))
+            .run(move |conn| expiry::expire_due(conn, now()))
             .await
     }
 
     /// Purges idempotency keys older than 24 hours.
     pub async fn purge_idempotency_keys(&self) -> AppResult<usize> {
         self.db
-            .run_writing(move |conn| Ok(idempotency::purge(conn, now())?))
+            .run(move |conn| Ok(idempotency::purge(conn, now())?))
             .await
     }
 

@@ -19,15 +19,13 @@ use std::collections::HashSet;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Text};
 
 use super::idempotency::{self, Claim, Held, IdempotencyKey, OrderPayment, StoredResponse};
 use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
-use crate::db::kept_sql::{KeptStatement, kept_sql};
+use crate::db::DbConnection;
 use crate::db::schema::{order_items, orders, products};
-use crate::db::{DbConnection, direct};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::payments::{Payment, PaymentError, PaymentRequest};
@@ -247,7 +245,7 @@ impl Orders {
         let stored_body = body.clone();
         let stored = self
             .db
-            .run_writing(move |conn| -> AppResult<bool> {
+            .write(move |conn| -> AppResult<bool> {
                 let payment = OrderPayment {
                     order_id: &order_id,
                     payment_id: &payment_id,
@@ -282,7 +280,7 @@ impl Orders {
     async fn release(&self, held: Held) {
         let released = self
             .db
-            .run_writing(move |conn| -> AppResult<()> { Ok(idempotency::release(conn, &held)?) })
+            .run(move |conn| -> AppResult<()> { Ok(idempotency::release(conn, &held)?) })
             .await;
         if let Err(e) = released {
             // The lease runs out on its own.
@@ -300,18 +298,16 @@ impl Orders {
         now: NaiveDateTime,
     ) -> AppResult<Made> {
         let ids: Vec<&str> = order.lines.iter().map(|l| l.product_id.as_str()).collect();
-        let found: Vec<(String, String, i64, String)> = direct::load(
-            products::table
-                .filter(products::id.eq_any(&ids))
-                .filter(products::active.eq(true))
-                .select((
-                    products::id,
-                    products::name,
-                    products::price,
-                    products::currency,
-                )),
-            conn,
-        )?;
+        let found: Vec<(String, String, i64, String)> = products::table
+            .filter(products::id.eq_any(&ids))
+            .filter(products::active.eq(true))
+            .select((
+                products::id,
+                products::name,
+                products::price,
+                products::currency,
+            ))
+            .load(conn)?;
         let mut priced = Vec::with_capacity(order.lines.len());
         for (i, line) in order.lines.iter().enumerate() {
             let (_, name, price, currency) = found
@@ -328,16 +324,14 @@ impl Orders {
         let mut by_id: Vec<_> = priced.iter().collect();
         by_id.sort_by(|a, b| a.1.product_id.cmp(&b.1.product_id));
         for (i, line, name, _) in by_id {
-            let reserved = direct::execute(
-                kept_sql("UPDATE products SET stock = stock - ")
-                    .bind::<Integer, _>(line.quantity)
-                    .sql(" WHERE id = ")
-                    .bind::<Text, _>(&line.product_id)
-                    .sql(" AND stock >= ")
-                    .bind::<Integer, _>(line.quantity)
-                    .sql(" AND active"),
-                conn,
-            )?;
+            let reserved = diesel::update(
+                products::table
+                    .filter(products::id.eq(&line.product_id))
+                    .filter(products::stock.ge(line.quantity))
+                    .filter(products::active.eq(true)),
+            )
+            .set(products::stock.eq(products::stock - line.quantity))
+            .execute(conn)?;
             if reserved == 0 {
                 return Err(Problem {
                     field: Some(format!("items[{i}].product_id")),
@@ -384,8 +378,8 @@ impl Orders {
         let expires_at =
             now + chrono::Duration::from_std(self.payment_ttl).expect("at most 7 days");
         let status = OrderStatus::PendingPayment;
-        let inserted = direct::execute(
-            diesel::insert_into(orders::table).values((
+        let inserted = diesel::insert_into(orders::table)
+            .values((
                 orders::id.eq(&id),
                 orders::customer_id.eq(customer_id),
                 orders::status.eq(status.as_str()),
@@ -398,9 +392,8 @@ impl Orders {
                 orders::expires_at.eq(expires_at),
                 orders::created_at.eq(now),
                 orders::updated_at.eq(now),
-            )),
-            conn,
-        );
+            ))
+            .execute(conn);
         match inserted {
             Ok(_) => {}
             // Another request took this key over (its lease ran out) and made the order first.
@@ -410,10 +403,7 @@ impl Orders {
             )) => return Err(idempotency::in_progress()),
             Err(e) => return Err(e.into()),
         }
-        match conn {
-            DbConnection::Postgresql(c) => insert_items_postgres(c, &id, &priced)?,
-            DbConnection::Sqlite(c) => insert_items_sqlite(c, &id, &priced)?,
-        }
+        insert_items(conn, &id, &priced)?;
         record_event(
             conn,
             &id,
@@ -435,13 +425,8 @@ impl Orders {
 /// A priced line: its index in the request, the line, the product's name and unit price.
 type Priced<'a> = (usize, &'a NewLine, String, i64);
 
-/// The lines of order `id`, numbered from 1, in one multi-row insert (SQLite compiles it each time, in
-/// process).
-fn insert_items_sqlite(
-    conn: &mut SqliteConnection,
-    id: &str,
-    priced: &[Priced<'_>],
-) -> QueryResult<()> {
+/// The lines of order `id`, numbered from 1, in one multi-row insert.
+fn insert_items(conn: &mut DbConnection, id: &str, priced: &[Priced<'_>]) -> QueryResult<()> {
     let rows: Vec<_> = priced
         .iter()
         .enumerate()
@@ -456,41 +441,12 @@ fn insert_items_sqlite(
             )
         })
         .collect();
-    diesel::insert_into(order_items::table)
-        .values(rows)
-        .execute(conn)?;
-    Ok(())
-}
-
-/// The lines of order `id` on PostgreSQL: one statement of fixed text for any number of lines (the columns go
-/// as arrays, `unnest` makes them rows), so its prepared statement is kept.
-fn insert_items_postgres(
-    conn: &mut PgConnection,
-    id: &str,
-    priced: &[Priced<'_>],
-) -> QueryResult<()> {
-    let lines: Vec<i32> = (1..=priced.len() as i32).collect();
-    let product_ids: Vec<&str> = priced.iter().map(|p| p.1.product_id.as_str()).collect();
-    let names: Vec<&str> = priced.iter().map(|p| p.2.as_str()).collect();
-    let prices: Vec<i64> = priced.iter().map(|p| p.3).collect();
-    let quantities: Vec<i32> = priced.iter().map(|p| p.1.quantity).collect();
-    kept_sql(
-        "INSERT INTO order_items (order_id, line, product_id, name, unit_price, quantity) \
-         SELECT ",
-    )
-    .bind::<Text, _>(id)
-    .sql(", * FROM unnest(")
-    .bind::<Array<Integer>, _>(&lines)
-    .sql(", ")
-    .bind::<Array<Text>, _>(&product_ids)
-    .sql(", ")
-    .bind::<Array<Text>, _>(&names)
-    .sql(", ")
-    .bind::<Array<BigInt>, _>(&prices)
-    .sql(", ")
-    .bind::<Array<Integer>, _>(&quantities)
-    .sql(")")
-    .execute(conn)?;
+    // diesel writes a multi-row insert for each backend itself, not through the multi-backend connection.
+    let insert = diesel::insert_into(order_items::table).values(rows);
+    match conn {
+        DbConnection::Sqlite(c) => insert.execute(c)?,
+        DbConnection::Postgresql(c) => insert.execute(c)?,
+    };
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::now;
+use crate::db::DbConnection;
 use crate::db::schema::{order_events, order_items, orders, products};
-use crate::db::{DbConnection, direct};
 use crate::error::{AppError, AppResult, Problem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,8 +263,8 @@ pub(crate) fn record_event(
     at: NaiveDateTime,
 ) -> QueryResult<()> {
     let note: Option<String> = note.map(|n| n.chars().take(MAX_NOTE_CHARS).collect());
-    direct::execute(
-        diesel::insert_into(order_events::table).values((
+    diesel::insert_into(order_events::table)
+        .values((
             order_events::id.eq(uuid::Uuid::now_v7().to_string()),
             order_events::order_id.eq(order_id),
             order_events::from_status.eq(from.map(OrderStatus::as_str)),
@@ -273,9 +273,8 @@ pub(crate) fn record_event(
             order_events::actor_id.eq(actor.id()),
             order_events::note.eq(note),
             order_events::created_at.eq(at),
-        )),
-        conn,
-    )?;
+        ))
+        .execute(conn)?;
     Ok(())
 }
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The media type of the text exposition format.
@@ -20,30 +20,15 @@ fn attestation_reasons() -> impl Iterator<Item = &'static str> {
         .map(|f| f.reason())
 }
 
-/// Bounds of the latency histograms (requests, and the steps of the order reads), in seconds: fine from 0.1 ms to 1 s, where the figures of
+/// Bounds of the request latency histogram, in seconds: fine from 0.1 ms to 1 s, where the figures of
 /// `docs/performance.md` lie, so that a quantile read from the buckets is within a fraction of its value.
 const LATENCY_BUCKETS: [f64; 23] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The timings of the batched order reads (`orders::detail_reads` on PostgreSQL, `orders::turn_reads` on
-/// SQLite).
-#[derive(Clone)]
-pub struct OrderReadTimings {
-    /// From a request putting its read on the queue to its batch taking it.
-    pub queued: Histogram,
-    /// One batch: the pool checkout and the statements.
-    pub batch: Histogram,
-    /// Reads answered by one batch.
-    pub batch_size: Histogram,
-    /// From a request putting its read on the queue to its handler having the answer.
-    pub read: Histogram,
-}
-
 struct Inner {
     registry: Registry,
-    order_reads: OrderReadTimings,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     attestation_checks: IntCounterVec,
@@ -74,15 +59,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-        .expect("a valid metric");
-    registry
-        .register(Box::new(histogram.clone()))
-        .expect("each metric is registered once");
-    histogram
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -194,33 +170,6 @@ impl Metrics {
             .register(Box::new(db_pool_max.clone()))
             .expect("registered once");
 
-        let order_reads = OrderReadTimings {
-            queued: histogram(
-                &registry,
-                "order_reads_queued_seconds",
-                "Time a GET /v1/orders/{id} read waited for its batch (PostgreSQL: a reader thread; SQLite: the rest of its worker's turn).",
-                &LATENCY_BUCKETS,
-            ),
-            batch: histogram(
-                &registry,
-                "order_read_batch_seconds",
-                "Time of one batch of order reads (pool checkout and statements).",
-                &LATENCY_BUCKETS,
-            ),
-            batch_size: histogram(
-                &registry,
-                "order_read_batch_size",
-                "Order reads answered by one batch.",
-                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
-            ),
-            read: histogram(
-                &registry,
-                "order_reads_seconds",
-                "Time from a read joining its batch to its request having the answer.",
-                &LATENCY_BUCKETS,
-            ),
-        };
-
         // Known label values start at 0, so dashboards and alerts see the series before the first event.
         attestation_checks.with_label_values(&["passed"]);
         attestation_checks.with_label_values(&["failed"]);
@@ -242,7 +191,6 @@ impl Metrics {
 
         Self(Arc::new(Inner {
             registry,
-            order_reads,
             http_requests,
             http_duration,
             attestation_checks,
@@ -274,11 +222,6 @@ impl Metrics {
             .http_duration
             .with_label_values(&labels)
             .observe(seconds);
-    }
-
-    /// For the batched order reads and their callers.
-    pub fn order_reads(&self) -> &OrderReadTimings {
-        &self.0.order_reads
     }
 
     /// A session checked in the database: the ended-session view was stale (`auth::revocations`).

@@ -5,11 +5,9 @@
 //! Every function takes the caller's connection, so that sealing a value, creating a data key or shredding
 //! one happens in the caller's transaction.
 
-mod cache;
 pub mod reindex;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use diesel::prelude::*;
 
@@ -21,14 +19,8 @@ use crate::db::schema::data_keys;
 use crate::db::{DbConnection, DbError};
 use crate::domain::Sensitive;
 
-use cache::KeyCache;
-
 /// The id every data key is sealed under; a person has one data key, so its version is enough.
 const DATA_KEY_ID: &str = "d1";
-/// How long an unwrapped data key stays in memory. Erasure on another instance takes effect here
-/// within this time at most.
-pub const CACHE_TTL: Duration = Duration::from_secs(60);
-pub const CACHE_CAPACITY: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -96,7 +88,6 @@ impl<'a> From<Field<'a>> for Context<'a> {
 pub struct Vault {
     ring: Arc<MasterKeyRing>,
     blind: Arc<BlindIndexKey>,
-    cache: Arc<KeyCache>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -120,7 +111,6 @@ impl Vault {
         Self {
             ring: keys.pii.clone(),
             blind: keys.blind_index.clone(),
-            cache: Arc::new(KeyCache::new(CACHE_TTL, CACHE_CAPACITY)),
         }
     }
 
@@ -130,7 +120,7 @@ impl Vault {
         conn: &mut DbConnection,
         person_id: &str,
     ) -> Result<(), VaultError> {
-        let (key, mut raw) = DataKey::generate(data_key_id());
+        let (_, mut raw) = DataKey::generate(data_key_id());
         let master = self.ring.active();
         let wrapped = crypto::seal(master, &wrap_context(person_id), &raw);
         zeroize::Zeroize::zeroize(&mut raw);
@@ -142,19 +132,16 @@ impl Vault {
                 data_keys::created_at.eq(now()),
             ))
             .execute(conn)?;
-        self.cache.put(person_id, Arc::new(key));
         Ok(())
     }
 
-    /// The unwrapped data key of a person, from the cache or the database; `None` once erased.
+    /// The unwrapped data key of a person, read from the database each time (so an erasure on any instance
+    /// holds at once); `None` once erased.
     fn data_key(
         &self,
         conn: &mut DbConnection,
         person_id: &str,
-    ) -> Result<Option<Arc<DataKey>>, VaultError> {
-        if let Some(key) = self.cache.get(person_id) {
-            return Ok(Some(key));
-        }
+    ) -> Result<Option<DataKey>, VaultError> {
         let row: Option<(String, Vec<u8>)> = data_keys::table
             .find(person_id)
             .select((data_keys::master_key_id, data_keys::wrapped))
@@ -163,9 +150,7 @@ impl Vault {
         let Some((master_id, wrapped)) = row else {
             return Ok(None);
         };
-        let key = Arc::new(self.unwrap_key(person_id, &master_id, &wrapped)?);
-        self.cache.put(person_id, key.clone());
-        Ok(Some(key))
+        Ok(Some(self.unwrap_key(person_id, &master_id, &wrapped)?))
     }
 
     fn unwrap_key(
@@ -217,7 +202,6 @@ impl Vault {
     /// good. Returns whether there was a key to destroy.
     pub fn shred(&self, conn: &mut DbConnection, person_id: &str) -> Result<bool, VaultError> {
         let deleted = diesel::delete(data_keys::table.find(person_id)).execute(conn)?;
-        self.cache.remove(person_id);
         Ok(deleted > 0)
     }
 

@@ -47,7 +47,6 @@ fn each_bad_value_is_refused_naming_its_variable() {
         ("SMS_PROVIDER", "pigeon"),
         ("SMS_ALLOWED_REGIONS", "Britain"),
         ("ARGON2_MEMORY_KIB", "4"),
-        ("HASHING_CGROUP", "sys/fs/cgroup/cpu/shopd-hashing"),
         ("SMTP_URL", "mail.example.com"),
         ("SMTP_URL", "http://mail.example.com"),
         ("SMTP_URL", "smtp://mail.example.com?tls=opportunistic"),

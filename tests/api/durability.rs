@@ -18,7 +18,7 @@ fn wal_frames(database: &std::path::Path) -> (u32, u32) {
 }
 
 /// A commit is checkpointed (copied into the database file, both files synced) within a second, not left in
-/// the WAL until 1,000 pages have been written after it (SQLite's own checkpoint).
+/// the WAL until 1,000 pages have been written after it (SQLite's own checkpoint): `db::CHECKPOINT_INTERVAL`.
 #[tokio::test]
 async fn a_commit_is_checkpointed_within_a_second_at_a_low_write_rate() {
     let app = TestApp::spawn().await;

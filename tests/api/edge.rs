@@ -796,6 +796,8 @@ mod tls {
     /// `GET path` over TLS to `port`, trusting only `pin`, with TLS 1.2 alone when `tls12_only`. The head of
     /// the response, or the error of the handshake.
     pub async fn get(port: u16, pin: &str, tls12_only: bool, path: &str) -> Result<String, String> {
+        // The provider shopd serves with (see `tls::provider`).
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = PinnedVerifier {
             pin: pin.to_owned(),

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use shopd::config::{Config, DatabaseUrl, Environment, Vars, secrets};
-use shopd::startup::{AppState, Application};
+use shopd::startup::Application;
+use shopd::state::AppState;
 use tempfile::TempDir;
 
 use crate::fake_twilio::FakeTwilio;

@@ -1,5 +1,5 @@
 //! SQL statements, recorded through diesel's instrumentation on the connections of the test databases that
-//! asked for it (each test its own), and which of them were prepared to be kept on their connection.
+//! asked for it (each test its own).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +11,6 @@ use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_inst
 struct Record {
     /// (connection, statement) in the order they were started.
     started: Vec<(usize, String)>,
-    /// The statements prepared to be kept, as their connections prepared them.
-    kept: Vec<String>,
 }
 
 static RECORDS: Mutex<Option<HashMap<String, Record>>> = Mutex::new(None);
@@ -55,10 +53,6 @@ impl Instrumentation for Recorder {
                 let connection = self.connection;
                 self.record(|r| r.started.push((connection, sql)));
             }
-            InstrumentationEvent::CacheQuery { sql, .. } => {
-                let sql = sql.trim().to_owned();
-                self.record(|r| r.kept.push(sql));
-            }
             _ => {}
         }
     }
@@ -91,26 +85,6 @@ pub fn take(url: &str) -> Vec<(usize, String)> {
         .and_then(|r| r.get_mut(url))
         .map(|r| std::mem::take(&mut r.started))
         .unwrap_or_default()
-}
-
-/// The statements of `log` that were never prepared to be kept on `url`'s connections so far, leaving out
-/// transaction control, which goes out as plain text.
-pub fn not_kept<'a>(url: &str, log: impl IntoIterator<Item = &'a String>) -> Vec<String> {
-    let records = RECORDS.lock().unwrap();
-    let kept = records
-        .as_ref()
-        .and_then(|r| r.get(url))
-        .map(|r| r.kept.as_slice())
-        .unwrap_or_default();
-    log.into_iter()
-        .filter(|sql| {
-            !["BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"]
-                .iter()
-                .any(|control| sql.starts_with(control))
-        })
-        .filter(|sql| !kept.contains(sql))
-        .cloned()
-        .collect()
 }
 
 /// The statements, split at each pool checkout (`SELECT 1`), of the checkouts that are part of an order
