@@ -3,6 +3,7 @@
 //! a transaction). Backend differences stay in match arms here.
 
 pub mod schema;
+mod sqlite_writer;
 
 /// `const NAME: (a, b, …) = (a, b, …);` from one list of diesel columns (a column's type and its value share
 /// its path): a fixed selection to use in several queries.
@@ -59,7 +60,11 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// On SQLite, the queue of the thread that makes every write transaction (`sqlite_writer`).
+    writer: Option<std::sync::mpsc::Sender<sqlite_writer::Job>>,
     backend: Backend,
+    /// For connections of their own (`Db::dedicated`).
+    url: DatabaseUrl,
     /// The SQLite file, checked by readiness: a deleted file would otherwise be written to, unseen, until
     /// the next restart loses it.
     sqlite_path: Option<std::path::PathBuf>,
@@ -116,20 +121,28 @@ impl Db {
                 (url.expose().clone(), Backend::Postgres)
             }
         };
-        let pool = diesel::r2d2::Pool::builder()
-            .max_size(config.pool_size)
-            // No connections made ahead in r2d2's background threads: a short-lived command (`shopd outbox
-            // list`, `keys rotate`) would open connections it never uses. Connections are made on use.
-            .min_idle(Some(0))
-            // No `SELECT 1` before every checkout (a round trip per request on PostgreSQL): a broken
-            // connection fails its query, is dropped by r2d2, and readiness checks the database itself.
-            .test_on_check_out(false)
-            .connection_timeout(config.pool_timeout)
-            .connection_customizer(Box::new(SqliteSetup))
-            .build(ConnectionManager::new(url))
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let pool = |size| {
+            diesel::r2d2::Pool::builder()
+                .max_size(size)
+                // No connections made ahead in r2d2's background threads: a short-lived command (`shopd
+                // outbox list`, `keys rotate`) would open connections it never uses. Connections are made on use.
+                .min_idle(Some(0))
+                // No `SELECT 1` before every checkout (a round trip per request on PostgreSQL): a broken
+                // connection fails its query, is dropped by r2d2, and readiness checks the database itself.
+                .test_on_check_out(false)
+                .connection_timeout(config.pool_timeout)
+                .connection_customizer(Box::new(SqliteSetup))
+                .build(ConnectionManager::new(url.clone()))
+                .map_err(|e| DbError::Unavailable(e.to_string()))
+        };
+        let writer = match backend {
+            Backend::Sqlite => Some(sqlite_writer::start(pool(1)?)),
+            Backend::Postgres => None,
+        };
         Ok(Self {
-            pool,
+            pool: pool(config.pool_size)?,
+            url: config.url.clone(),
+            writer,
             backend,
             sqlite_path,
         })
@@ -149,6 +162,11 @@ impl Db {
         )
     }
 
+    /// A connection outside the pool, for a thread that keeps one (`orders::detail_reads`).
+    pub fn dedicated(&self) -> Result<DbConnection, DbError> {
+        establish(&self.url)
+    }
+
     pub fn get(&self) -> Result<PooledConn, DbError> {
         self.pool
             .get()
@@ -163,28 +181,27 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut conn = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            f(&mut conn)
-        })
-        .instrument(tracing::Span::current())
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
+        on_blocking_thread(self.pool.clone(), f).await
     }
 
-    /// `run` in one write transaction (`write_tx`).
+    /// `run` in one write transaction (`write_tx`); on SQLite, made by the writer thread (`sqlite_writer`).
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
-        self.run(move |conn| write_tx(conn, f)).await
+        let Some(writer) = &self.writer else {
+            return self.run(move |conn| write_tx(conn, f)).await;
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let job: sqlite_writer::Job = Box::new(move |conn| {
+            let _ = answer.send(span.in_scope(|| write_tx(conn, f)));
+        });
+        let not_made = || E::from(DbError::Unavailable("the write was not made".into()));
+        writer.send(job).map_err(|_| not_made())?;
+        answered.await.map_err(|_| not_made())?
     }
 
     /// On SQLite, checkpoints the WAL every `CHECKPOINT_INTERVAL` until the process ends. With
@@ -235,6 +252,25 @@ impl Db {
         })
         .await
     }
+}
+
+async fn on_blocking_thread<T, E, F>(pool: Pool, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let mut conn = pool
+            .get()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        f(&mut conn)
+    })
+    .instrument(tracing::Span::current())
+    .await
+    .map_err(|e| DbError::Task(e.to_string()))?
 }
 
 pub fn run_pending_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {

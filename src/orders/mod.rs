@@ -6,6 +6,7 @@
 //! `read::find_by_payment_id`, `read::detail`, `read::shipping_address`, `catalogue::insert_products`.
 
 pub mod catalogue;
+mod detail_reads;
 pub mod expiry;
 mod idempotency;
 mod place;
@@ -111,6 +112,8 @@ pub struct Orders {
     /// `SHOP_CURRENCY`: every order is in it.
     pub(crate) currency: String,
     pub(crate) payment_ttl: Duration,
+    /// The batched order reads, started at the first read (`detail_reads`).
+    detail_reads: Arc<std::sync::OnceLock<detail_reads::DetailReads>>,
 }
 
 impl std::fmt::Debug for Orders {
@@ -146,6 +149,7 @@ impl Orders {
             payments: parts.payments,
             currency: parts.config.shop_currency.clone(),
             payment_ttl: parts.config.orders.payment_ttl,
+            detail_reads: Arc::default(),
         }
     }
 
@@ -186,9 +190,9 @@ impl Orders {
 
     /// `GET /v1/orders/{id}`: one of the customer's own orders; anyone else's is `NotFound`.
     pub async fn detail(&self, customer_id: &str, order_id: &str) -> AppResult<OrderDetail> {
-        let (customer, id) = (customer_id.to_owned(), order_id.to_owned());
-        self.db
-            .run(move |conn| read::detail(conn, &id, Some(&customer)))
+        self.detail_reads
+            .get_or_init(|| detail_reads::DetailReads::start(&self.db))
+            .detail(customer_id, order_id)
             .await
     }
 

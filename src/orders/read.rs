@@ -1,6 +1,8 @@
 //! Reading orders: the customer's list and detail (no address), the address on its own, and the summaries the
 //! webhooks and staff work from.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -185,8 +187,9 @@ pub fn list_for_customer(
 }
 
 crate::column_tuple! {
-    /// The columns of an order's detail: the order and one of its lines.
+    /// The columns of an order's detail: the order, its customer, and one of its lines.
     DETAIL_COLUMNS = orders::id,
+    orders::customer_id,
     orders::status,
     orders::total_amount,
     orders::currency,
@@ -199,6 +202,7 @@ crate::column_tuple! {
 }
 
 type DetailRow = (
+    String,
     String,
     String,
     i64,
@@ -217,23 +221,63 @@ pub fn detail(
     order_id: &str,
     customer_id: Option<&str>,
 ) -> AppResult<OrderDetail> {
-    // The order and its lines in one query (one round trip; every order has at least one line).
-    let mut query = orders::table
+    // The order and its lines in one query (one round trip; every order has at least one line), and two
+    // fixed queries rather than one boxed query: diesel keeps the prepared statement of a fixed query on its
+    // connection, and prepares a boxed one again on every call.
+    let joined = orders::table
         .inner_join(order_items::table)
-        .filter(orders::id.eq(order_id))
-        .select(DETAIL_COLUMNS)
-        .order(order_items::line)
-        .into_boxed();
-    if let Some(customer_id) = customer_id {
-        query = query.filter(orders::customer_id.eq(customer_id.to_owned()));
+        .filter(orders::id.eq(order_id));
+    let rows: Vec<DetailRow> = match customer_id {
+        Some(customer_id) => joined
+            .filter(orders::customer_id.eq(customer_id))
+            .select(DETAIL_COLUMNS)
+            .order(order_items::line)
+            .load(conn)?,
+        None => joined
+            .select(DETAIL_COLUMNS)
+            .order(order_items::line)
+            .load(conn)?,
+    };
+    match detail_of(rows) {
+        Some((_, detail)) => detail,
+        None => Err(AppError::NotFound),
     }
-    let rows: Vec<DetailRow> = query.load(conn)?;
-    detail_of(rows).unwrap_or(Err(AppError::NotFound))
 }
 
-/// The detail of one order from its rows (one a line, in line order); `None` without rows.
-fn detail_of(rows: Vec<DetailRow>) -> Option<AppResult<OrderDetail>> {
-    let (id, status, amount, currency, created_at, updated_at, ..) = rows.first().cloned()?;
+/// Several orders with their lines, each with its customer, in one query; an id without an order is left
+/// out (the batched reads of `orders::detail_reads`).
+pub fn details(
+    conn: &mut DbConnection,
+    order_ids: &[&str],
+) -> AppResult<HashMap<String, (String, OrderDetail)>> {
+    // The lines are filtered by the ids too, although the join implies it, so that both tables are looked up
+    // by key.
+    let rows: Vec<DetailRow> = orders::table
+        .inner_join(order_items::table)
+        .filter(orders::id.eq_any(order_ids))
+        .filter(order_items::order_id.eq_any(order_ids))
+        .select(DETAIL_COLUMNS)
+        .order((orders::id, order_items::line))
+        .load(conn)?;
+    let mut found = HashMap::new();
+    let mut rows = rows.into_iter().peekable();
+    while let Some(first) = rows.next() {
+        let mut one = vec![first];
+        while let Some(next) = rows.next_if(|r| r.0 == one[0].0) {
+            one.push(next);
+        }
+        if let Some((customer_id, detail)) = detail_of(one) {
+            let detail = detail?;
+            found.insert(detail.id.clone(), (customer_id, detail));
+        }
+    }
+    Ok(found)
+}
+
+/// The detail of one order from its rows (one a line, in line order), and its customer; `None` without rows.
+fn detail_of(rows: Vec<DetailRow>) -> Option<(String, AppResult<OrderDetail>)> {
+    let (id, customer_id, status, amount, currency, created_at, updated_at, ..) =
+        rows.first().cloned()?;
     let items = rows
         .into_iter()
         .map(|(.., product_id, name, quantity, price)| OrderItem {
@@ -251,7 +295,7 @@ fn detail_of(rows: Vec<DetailRow>) -> Option<AppResult<OrderDetail>> {
         created_at,
         updated_at,
     });
-    Some(detail)
+    Some((customer_id, detail))
 }
 
 /// Opens an order's shipping address; `NotFound` when the order does not exist or, with `customer_id`, is
