@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// Cumulative bucket counts of every histogram series, by the series without its `le` label, and the
-/// sums of the label-free histograms, by name.
+/// Cumulative bucket counts of every histogram series, by the series without its `le` label.
 #[derive(Debug, Default, Clone)]
 pub struct Scrape {
     buckets: HashMap<String, Vec<(f64, f64)>>,
-    sums: HashMap<String, f64>,
 }
 
 pub async fn scrape(client: &reqwest::Client, port: u16) -> anyhow::Result<Scrape> {
@@ -33,15 +31,10 @@ pub async fn scrape(client: &reqwest::Client, port: u16) -> anyhow::Result<Scrap
 impl Scrape {
     fn parse(text: &str) -> Self {
         let mut buckets: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
-        let mut sums = HashMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((series, value)) = line.rsplit_once(' ') else {
                 continue;
             };
-            if let (Some(name), Ok(sum)) = (series.strip_suffix("_sum"), value.parse::<f64>()) {
-                sums.insert(name.to_owned(), sum);
-                continue;
-            }
             let Some(le_at) = series.rfind("le=\"") else {
                 continue;
             };
@@ -69,18 +62,10 @@ impl Scrape {
         for series in buckets.values_mut() {
             series.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
-        Self { buckets, sums }
+        Self { buckets }
     }
 
     /// The mean of the observations of the label-free histogram `name` since `before`.
-    pub fn mean_since(&self, before: &Scrape, name: &str) -> Option<f64> {
-        let count = self.since(before, &format!("{name}_bucket{{")).count();
-        let sum = self.sums.get(name)? - before.sums.get(name).copied().unwrap_or(0.0);
-        (count > 0.0).then(|| sum / count)
-    }
-
-    /// The counts added since `before`, summed over every series whose key starts with `prefix` (like
-    /// `shopd_http_request_duration_seconds_bucket{method="GET",route="/v1/orders/{id}",`: every status).
     pub fn since(&self, before: &Scrape, prefix: &str) -> Histogram {
         let mut sum: Vec<(f64, f64)> = Vec::new();
         for (key, after) in self.buckets.iter().filter(|(k, _)| k.starts_with(prefix)) {
@@ -162,20 +147,6 @@ pub struct Inside {
     pub requests: f64,
     pub p50: Option<Estimate>,
     pub p99: Option<Estimate>,
-    /// On PostgreSQL, for the order reads: the batched reads' own timings.
-    pub reads: Option<Reads>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Reads {
-    /// p99 of the wait for the batch (a reader thread on PostgreSQL, the rest of the turn on SQLite).
-    pub queued_p99: Option<Estimate>,
-    /// p99 of one batch (pool checkout and statements).
-    pub batch_p99: Option<Estimate>,
-    /// p99 of the whole read, from joining the batch to the handler having the answer.
-    pub read_p99: Option<Estimate>,
-    /// Reads a batch, on average.
-    pub batch_size: Option<f64>,
 }
 
 /// The series prefix of a route's latency histogram, from `METHOD /path`.
@@ -187,18 +158,9 @@ fn route_prefix(route: &str) -> String {
 /// What shopd measured of `route` (like `GET /v1/orders/{id}`) between the two scrapes.
 pub fn between(before: &Scrape, after: &Scrape, route: &str) -> Inside {
     let http = after.since(before, &route_prefix(route));
-    let plain = |name: &str| after.since(before, &format!("{name}_bucket{{"));
-    let read = plain("shopd_order_reads_seconds");
-    let reads = (read.count() > 0.0).then(|| Reads {
-        queued_p99: plain("shopd_order_reads_queued_seconds").quantile(0.99),
-        batch_p99: plain("shopd_order_read_batch_seconds").quantile(0.99),
-        read_p99: read.quantile(0.99),
-        batch_size: after.mean_since(before, "shopd_order_read_batch_size"),
-    });
     Inside {
         requests: http.count(),
         p50: http.quantile(0.50),
         p99: http.quantile(0.99),
-        reads,
     }
 }

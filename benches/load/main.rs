@@ -9,13 +9,12 @@
 //! new database, dropped afterwards) with its texts going to a fake Twilio, signs up customers, and runs
 //! every ready scenario of `scenarios.rs` (warm-up, then the measured time; before (f), it times argon2
 //! hashes for the bound on logins), recording requests/s, p50, p99, shopd's peak RSS and who used the CPU.
-//! The Markdown table and an SVG chart go to `target/loadtest/`; `--update-docs` also writes them into
-//! `docs/performance.md` (between the `load-harness` markers) and `docs/performance-load.svg`.
+//! The Markdown table goes to `target/loadtest/report.md`; `--update-docs` also writes it into
+//! `docs/performance.md` (between the `load-harness` markers).
 //!
 //! Not a test: `cargo test` does not build it, CI does not run it, plain `cargo bench` skips it.
 //! Run it on a quiet machine: the load generator shares the cores with the server.
 
-mod chart;
 mod client;
 mod inside;
 mod measure;
@@ -74,9 +73,6 @@ struct Args {
     /// Concurrent connections of every scenario but the memory one.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Connections of the memory scenario (b@1000).
-    #[arg(long, default_value_t = 1000)]
-    many_connections: usize,
     /// Customers signed up before the scenarios run.
     #[arg(long, default_value_t = 64)]
     customers: usize,
@@ -93,17 +89,12 @@ struct Args {
     /// shopd's log filter during the run (`info` logs a line per request, as production does).
     #[arg(long, default_value = "warn")]
     rust_log: String,
-    /// Also write the table into docs/performance.md and the chart into docs/performance-load.svg.
+    /// Also write the table into docs/performance.md.
     #[arg(long)]
     update_docs: bool,
     /// An extra variable for shopd, like `MALLOC_ARENA_MAX=2` (repeatable; for experiments).
     #[arg(long = "shopd-env", value_parser = parse_env)]
     shopd_env: Vec<(String, String)>,
-    /// A cgroup v1 directory of the cpu controller for shopd's hashing threads, passed as `HASHING_CGROUP`:
-    /// created when missing and removed after the run, the deployment's part (docs/configuration.md,
-    /// Identity).
-    #[arg(long)]
-    hashing_cgroup: Option<std::path::PathBuf>,
     /// Use the release binaries already built.
     #[arg(long)]
     skip_build: bool,
@@ -218,30 +209,13 @@ impl Run<'_> {
         load: &Load,
         ctx: &Ctx,
         duration: Duration,
-    ) -> anyhow::Result<(Measured, Option<Measured>)> {
-        let dir = self.dir.path();
+    ) -> anyhow::Result<Measured> {
         match load {
-            Load::Wrk(job) => Ok((wrk::run(job, duration, self.wrk_threads, dir).await?, None)),
-            Load::Logins { connections } => Ok((
-                ctx.shop
-                    .login_load(ctx.phones.clone(), *connections, duration)
-                    .await,
-                None,
-            )),
-            Load::WrkDuringLogins { job, connections } => {
-                // The logins start a second early and stop a second late: they run the whole measured time.
-                let shop = ctx.shop.clone();
-                let phones = ctx.phones.clone();
-                let connections = *connections;
-                let logins = tokio::spawn(async move {
-                    shop.login_load(phones, connections, duration + Duration::from_secs(2))
-                        .await
-                });
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let measured = wrk::run(job, duration, self.wrk_threads, dir).await;
-                let logins = logins.await?;
-                Ok((measured?, Some(logins)))
-            }
+            Load::Wrk(job) => wrk::run(job, duration, self.wrk_threads, self.dir.path()).await,
+            Load::Logins { connections } => Ok(ctx
+                .shop
+                .login_load(ctx.phones.clone(), *connections, duration)
+                .await),
         }
     }
 
@@ -269,7 +243,7 @@ impl Run<'_> {
         };
         let probe = procfs::RssProbe::start(server_pid);
         let before = procfs::CpuSnapshot::take(server_pid);
-        let (m, logins_beside) = self.execute(&load, ctx, self.args.duration).await?;
+        let m = self.execute(&load, ctx, self.args.duration).await?;
         let after = procfs::CpuSnapshot::take(server_pid);
         let inside = match watched.zip(inside_before) {
             Some(((port, route), earlier)) => {
@@ -283,7 +257,6 @@ impl Run<'_> {
             start_rss_kib: probe.start_kib,
             peak_rss_kib: probe.stop(),
             cpu: before.until(&after),
-            logins_beside,
         })
     }
 }
@@ -339,21 +312,7 @@ async fn main() -> anyhow::Result<()> {
         wrk_threads: machine.cores,
         dir: tempfile::tempdir()?,
     };
-    let hashing_cgroup = args
-        .hashing_cgroup
-        .as_deref()
-        .map(servers::CgroupDir::ensure)
-        .transpose()?;
-    let shopd_env: Vec<(String, String)> = hashing_cgroup
-        .iter()
-        .map(|dir| {
-            (
-                "HASHING_CGROUP".to_owned(),
-                dir.path().display().to_string(),
-            )
-        })
-        .chain(args.shopd_env.iter().cloned())
-        .collect();
+    let shopd_env = args.shopd_env.clone();
     let addresses = client::SourceAddresses::default();
     let mut blocks = Vec::new();
     for db in dbs {
@@ -381,7 +340,6 @@ async fn main() -> anyhow::Result<()> {
             baseline.port,
             twilio.clone(),
             args.connections,
-            args.many_connections,
         );
         let seeding = Instant::now();
         ctx.seed_customers(args.customers)
@@ -466,37 +424,23 @@ async fn main() -> anyhow::Result<()> {
         wrk_threads: run.wrk_threads,
         customers: args.customers,
         rust_log: args.rust_log.clone(),
-        startup_order: servers::startup_order_coverage(&release),
         blocks,
     };
     let markdown = report.markdown();
-    let svg = chart::svg(&report);
     let out = release
         .parent()
         .context("no target folder")?
         .join("loadtest");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.md"), &markdown)?;
-    std::fs::write(out.join("performance-load.svg"), &svg)?;
     println!("{markdown}");
-    eprintln!(
-        "written: {} and {}",
-        out.join("report.md").display(),
-        out.join("performance-load.svg").display()
-    );
+    eprintln!("written: {}", out.join("report.md").display());
     if args.update_docs {
         let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         let doc_path = docs.join("performance.md");
         let doc = std::fs::read_to_string(&doc_path)?;
-        let generated =
-            format!("{markdown}\n![Throughput and p99 per scenario](performance-load.svg)\n\n");
-        std::fs::write(&doc_path, report::splice(&doc, &generated))?;
-        std::fs::write(docs.join("performance-load.svg"), &svg)?;
-        eprintln!(
-            "updated: {} and {}",
-            doc_path.display(),
-            docs.join("performance-load.svg").display()
-        );
+        std::fs::write(&doc_path, report::splice(&doc, &format!("{markdown}\n")))?;
+        eprintln!("updated: {}", doc_path.display());
     }
     Ok(())
 }

@@ -52,32 +52,6 @@ fn cargo_build_release(target: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many of the names in `link/startup.order` (the functions a start runs, laid out first by the linker:
-/// build.rs) the release binary defines, and how many the file holds. `None` when `nm` cannot read it.
-pub fn startup_order_coverage(release: &Path) -> Option<(usize, usize)> {
-    let order =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("link/startup.order"))
-            .ok()?;
-    let nm = std::process::Command::new("nm")
-        .arg("--defined-only")
-        .arg(release.join("shopd"))
-        .output()
-        .ok()
-        .filter(|out| out.status.success())?;
-    let defined: std::collections::HashSet<&str> = std::str::from_utf8(&nm.stdout)
-        .ok()?
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(2))
-        .collect();
-    let wanted: Vec<&str> = order
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .collect();
-    let found = wanted.iter().filter(|name| defined.contains(*name)).count();
-    Some((found, wanted.len()))
-}
-
 /// The variables `cargo bench` sets for the program it runs (the harness). Build scripts such as ring's rerun
 /// when one of them changes (`rerun-if-env-changed=CARGO_MANIFEST_DIR`, …), so passing them on to the inner
 /// `cargo build` made every `cargo bench` after it, from a shell without them, rebuild ring, rustls and actix.
@@ -235,41 +209,6 @@ pub async fn start_baseline(release: &Path) -> anyhow::Result<Server> {
     };
     server.wait_until_answering("/").await?;
     Ok(server)
-}
-
-/// A cgroup directory for shopd's hashing threads, removed when dropped if this run created it (it is
-/// empty by then: the threads end with shopd).
-pub struct CgroupDir {
-    path: PathBuf,
-    created: bool,
-}
-
-impl CgroupDir {
-    pub fn ensure(path: &Path) -> anyhow::Result<Self> {
-        let created = !path.exists();
-        if created {
-            std::fs::create_dir(path)
-                .with_context(|| format!("creating the cgroup {} (as root)", path.display()))?;
-        }
-        Ok(Self {
-            path: path.to_owned(),
-            created,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for CgroupDir {
-    fn drop(&mut self) {
-        if self.created
-            && let Err(e) = std::fs::remove_dir(&self.path)
-        {
-            eprintln!("could not remove the cgroup {}: {e}", self.path.display());
-        }
-    }
 }
 
 pub struct ShopdOptions<'a> {

@@ -8,9 +8,9 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 
+use crate::auth::claims::{Audience, Claims};
 use crate::auth::revocations::Known;
 use crate::auth::sessions;
-use crate::crypto::jwt::{Audience, Claims};
 use crate::db::DbError;
 use crate::error::{AppError, Problem};
 use crate::state::AppState;

@@ -15,7 +15,7 @@ use super::authn::{bearer, user_agent};
 use super::edge::client_ip;
 use super::json::ApiJson;
 use super::request_context::RequestId;
-use crate::crypto::jwt::{Audience, Expectations};
+use crate::auth::claims::{self, Audience, Expectations};
 use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
 use crate::orders::{OrderFlag, OrderStatus};
@@ -45,22 +45,17 @@ impl FromRequest for StaffAuth {
 async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<StaffAuth, AppError> {
     let token = bearer(req)?;
     let tokens = &state.identity.tokens;
-    let claims = tokens
-        .keys
-        .verify(
-            token,
-            &Expectations {
-                issuer: &tokens.issuer,
-                audience: Audience::Staff,
-                now: chrono::Utc::now().timestamp(),
-            },
-        )
-        .map_err(|e| {
-            AppError::from(Problem::unauthorized(
-                "invalid_token",
-                format!("The access token is not valid: {e}."),
-            ))
-        })?;
+    let expect = Expectations {
+        issuer: &tokens.issuer,
+        audience: Audience::Staff,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let claims = claims::verify(&tokens.keys, token, &expect).map_err(|e| {
+        AppError::from(Problem::unauthorized(
+            "invalid_token",
+            format!("The access token is not valid: {e}."),
+        ))
+    })?;
     let role = claims
         .role
         .as_deref()

@@ -2,6 +2,7 @@
 //! the customer's export and erasure. Staff share the session and token machinery.
 
 mod account;
+pub mod claims;
 pub mod login;
 pub mod otp;
 pub mod passwords;

@@ -14,7 +14,8 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::jwt::{Audience, Claims, Expectations, SigningKeys, TokenError};
+use super::claims::{Audience, Claims, Expectations};
+use crate::crypto::jwt::{SigningKeys, TokenError};
 use crate::db::DbConnection;
 use crate::db::schema::{refresh_tokens, security_events, sessions};
 use crate::domain::Sensitive;

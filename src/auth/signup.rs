@@ -11,8 +11,8 @@ use super::sessions::{Issued, now};
 use super::{
     CODE_TTL, Identity, PASSWORD_RESET, RESEND_AFTER, SIGNUP, TEXTS_PER_PHONE_PER_HOUR, otp,
 };
+use crate::auth::claims::Audience;
 use crate::crypto::IndexKind;
-use crate::crypto::jwt::Audience;
 use crate::db::schema::{customers, sms_sends, verifications};
 use crate::db::{DbConnection, DbError};
 use crate::domain::{NewPassword, Phone, Sensitive};

@@ -12,12 +12,29 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::crypto::jwt::{
-    Claims, Expectations, LEEWAY_SECS, SigningKeys, TokenError, check_claims,
-};
+use super::claims::{self, Claims, Expectations};
+use crate::crypto::jwt::{LEEWAY_SECS, SigningKeys, TokenError};
 
 /// About 300 bytes an entry: 20,000 tokens (every customer active in the last five minutes) is ~6 MB.
 pub const DEFAULT_CAPACITY: usize = 20_000;
+
+/// Expiry and not-before with `LEEWAY_SECS` (the bounds `jsonwebtoken` uses), issuer and audience: what a
+/// cache hit checks again of claims whose signature was verified.
+pub fn check_claims(claims: &Claims, expect: &Expectations<'_>) -> Result<(), TokenError> {
+    if claims.exp < expect.now.saturating_sub(LEEWAY_SECS) {
+        return Err(TokenError::Expired);
+    }
+    if claims.nbf > expect.now.saturating_add(LEEWAY_SECS) {
+        return Err(TokenError::NotYetValid);
+    }
+    if claims.iss != expect.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if claims.aud != expect.audience {
+        return Err(TokenError::WrongAudience);
+    }
+    Ok(())
+}
 
 pub struct VerifiedTokens {
     entries: Mutex<HashMap<[u8; 32], Claims>>,
@@ -53,7 +70,7 @@ impl VerifiedTokens {
             check_claims(&claims, expect)?;
             return Ok(claims);
         }
-        let claims = keys.verify(token, expect)?;
+        let claims = claims::verify(keys, token, expect)?;
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
             let oldest_live = expect.now.saturating_sub(LEEWAY_SECS);
@@ -85,7 +102,7 @@ impl VerifiedTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::jwt::Audience;
+    use crate::auth::claims::Audience;
 
     /// The tests' clock: a first verification checks `exp` and `nbf` against the system's.
     static NOW: std::sync::LazyLock<i64> =
@@ -93,7 +110,7 @@ mod tests {
     const ISSUER: &str = "https://shop.example.com";
 
     fn keys() -> SigningKeys {
-        SigningKeys::parse(&SigningKeys::generate_entry()).unwrap()
+        SigningKeys::parse(&crate::config::secrets::key_entry('t')).unwrap()
     }
 
     fn claims(aud: Audience, exp: i64) -> Claims {
@@ -190,7 +207,7 @@ mod tests {
                 .is_err()
         );
         // a token signed by a key we do not hold is never cached, however often it comes
-        let other_keys = SigningKeys::parse(&SigningKeys::generate_entry()).unwrap();
+        let other_keys = SigningKeys::parse(&crate::config::secrets::key_entry('t')).unwrap();
         let stranger = other_keys.sign(&claims(Audience::Customer, *NOW + 300));
         for _ in 0..2 {
             assert!(
@@ -222,5 +239,36 @@ mod tests {
             assert!(cache.len() <= 3, "{} entries", cache.len());
         }
         assert!(!cache.is_empty());
+    }
+
+    /// The same bounds on claims already verified (the verified-token cache), to the second.
+    #[test]
+    fn check_claims_allows_exactly_the_leeway() {
+        let claims = claims(Audience::Customer, *NOW + 300);
+        let at = |now| Expectations {
+            now,
+            ..at(*NOW, Audience::Customer)
+        };
+        let exp = claims.exp;
+        assert!(check_claims(&claims, &at(exp + LEEWAY_SECS)).is_ok());
+        assert_eq!(
+            check_claims(&claims, &at(exp + LEEWAY_SECS + 1)),
+            Err(TokenError::Expired)
+        );
+        let nbf = claims.nbf;
+        assert!(check_claims(&claims, &at(nbf - LEEWAY_SECS)).is_ok());
+        assert_eq!(
+            check_claims(&claims, &at(nbf - LEEWAY_SECS - 1)),
+            Err(TokenError::NotYetValid)
+        );
+        // the clock at its extremes neither overflows nor accepts
+        assert_eq!(
+            check_claims(&claims, &at(i64::MAX)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            check_claims(&claims, &at(i64::MIN)),
+            Err(TokenError::NotYetValid)
+        );
     }
 }

@@ -21,7 +21,7 @@ pub const SECRETS: &[SecretSpec] = &[
     SecretSpec {
         var: "PII_KEYS",
         meaning: "master keys that wrap each person's data key: kid:base64(32 bytes), first one active",
-        generate: || format!("{}:{}", crate::crypto::dated_key_id('k'), random_base64(32)),
+        generate: || key_entry('k'),
     },
     SecretSpec {
         var: "BLIND_INDEX_KEY",
@@ -41,7 +41,7 @@ pub const SECRETS: &[SecretSpec] = &[
     SecretSpec {
         var: "ACCESS_TOKEN_KEYS",
         meaning: "Ed25519 keys signing access tokens: kid:base64(32-byte seed), first one signs",
-        generate: crate::crypto::jwt::SigningKeys::generate_entry,
+        generate: || key_entry('t'),
     },
 ];
 
@@ -49,6 +49,16 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system's random generator failed");
     bytes
+}
+
+/// A fresh `kid:base64(32 bytes)` entry of a key ring, its id dated (`t20261125-3f9a`) so that an operator
+/// sees which key is the newest.
+pub fn key_entry(prefix: char) -> String {
+    format!(
+        "{}:{}",
+        crate::crypto::dated_key_id(prefix),
+        random_base64(32)
+    )
 }
 
 fn random_base64(len: usize) -> String {

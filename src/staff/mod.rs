@@ -10,13 +10,13 @@ use std::net::IpAddr;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::auth::claims::Audience;
 use crate::auth::login::{Account, AccountStore, password_login};
 use crate::auth::passwords::Hasher;
 use crate::auth::sessions::{self, Issued, Refreshed, TokenIssuer, now};
 use crate::auth::throttle;
 use crate::auth::{Identity, revocations::Revocations};
 use crate::crypto::IndexKind;
-use crate::crypto::jwt::Audience;
 use crate::db::schema::{audit_log, customers, staff};
 use crate::db::{Db, DbConnection, DbError};
 use crate::domain::{Email, NewPassword, Sensitive, mask_email};

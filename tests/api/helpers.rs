@@ -499,7 +499,7 @@ impl TestApp {
             .tokens
             .start(
                 &mut conn,
-                shopd::crypto::jwt::Audience::Customer,
+                shopd::auth::claims::Audience::Customer,
                 &id,
                 None,
                 "test",

@@ -633,9 +633,9 @@ async fn sessions_are_listed_and_ended_one_by_one_but_only_ones_own() {
 fn resign(
     app: &TestApp,
     token: &str,
-    change: impl FnOnce(&mut shopd::crypto::jwt::Claims),
+    change: impl FnOnce(&mut shopd::auth::claims::Claims),
 ) -> String {
-    let mut claims: shopd::crypto::jwt::Claims =
+    let mut claims: shopd::auth::claims::Claims =
         serde_json::from_value(crate::helpers::token_claims(token)).unwrap();
     change(&mut claims);
     app.state.config.keys.access_tokens.sign(&claims)
@@ -685,7 +685,7 @@ async fn forged_and_unfit_access_tokens_are_refused() {
     tampered_payload["sub"] = json!("someone-else");
     let tampered = format!("{}.{}.{}", parts[0], b64(&tampered_payload), parts[2]);
     let staff = resign(&app, &token, |c| {
-        c.aud = shopd::crypto::jwt::Audience::Staff
+        c.aud = shopd::auth::claims::Audience::Staff
     });
     let now = chrono::Utc::now().timestamp();
     let expired = resign(&app, &token, |c| {
