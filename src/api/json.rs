@@ -83,12 +83,21 @@ fn too_large(limit: usize) -> AppError {
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // serde stops at the first value of the wrong type, before it meets a syntax error further on (`[1,
+        // 2,]`): a body that is not JSON at all is a 400 whatever its first value. Checked on failure only.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+            return malformed();
+        }
         let path = e.path().to_string();
         let inner = e.into_inner();
         shape_error(&path, &inner)
     })?;
     de.end().map_err(|e| shape_error(".", &e))?;
     Ok(value)
+}
+
+fn malformed() -> AppError {
+    Problem::bad_request("malformed_json", "The body is not valid JSON.").into()
 }
 
 fn shape_error(path: &str, error: &serde_json::Error) -> AppError {
@@ -118,9 +127,7 @@ fn shape_error(path: &str, error: &serde_json::Error) -> AppError {
             };
             Problem::invalid("invalid_field", field, detail).into()
         }
-        Category::Syntax | Category::Eof | Category::Io => {
-            Problem::bad_request("malformed_json", "The body is not valid JSON.").into()
-        }
+        Category::Syntax | Category::Eof | Category::Io => malformed(),
     }
 }
 

@@ -89,6 +89,20 @@ async fn json_bodies_fail_cleanly() {
         (400, Some("malformed_json"))
     );
 
+    // Not JSON at all, whatever the type of its first value: 400, never 422.
+    for not_json in [&b"[1, 2,]"[..], b"[\"a\", 1,", b"{\"phone\": 1,}", b"7 8", b"\"open"] {
+        let (status, body) = post(not_json, "application/json").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("malformed_json")),
+            "{}",
+            String::from_utf8_lossy(not_json)
+        );
+    }
+    // Well-formed JSON of the wrong shape stays a 422.
+    let (status, body) = post(b"[1, 2]", "application/json").await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_field")));
+
     let (status, body) = post(br#"{"quantity":2}"#, "application/json").await;
     assert_eq!(
         (status, body["code"].as_str(), body["field"].as_str()),
@@ -142,6 +156,53 @@ async fn an_oversized_body_is_a_413_whether_declared_or_streamed() {
         assert_eq!(
             (status, body["code"].as_str()),
             (413, Some("payload_too_large"))
+        );
+    }
+}
+
+/// A body that is not JSON (here `[1, 2,]`, whose first value would be of the wrong type for every route) is
+/// `400 malformed_json` on every route that takes JSON, over HTTP, signed in where the route needs it.
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_400_on_every_json_route() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.direct_customer();
+    let routes: Vec<(reqwest::Method, String)> = [
+        "/v1/auth/signup",
+        "/v1/auth/signup/verify",
+        "/v1/auth/otp/resend",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/auth/password-reset",
+        "/v1/auth/password-reset/verify",
+        "/v1/orders",
+        "/v1/staff/auth/login",
+        "/v1/staff/auth/refresh",
+    ]
+    .iter()
+    .map(|path| (reqwest::Method::POST, (*path).to_owned()))
+    .chain([
+        (reqwest::Method::PATCH, "/v1/me".to_owned()),
+        (reqwest::Method::DELETE, "/v1/me".to_owned()),
+    ])
+    .collect();
+    for (method, path) in routes {
+        let response = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("idempotency-key", crate::helpers::new_key())
+            .body("[1, 2,]")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("malformed_json")),
+            "{method} {path}: {body}"
         );
     }
 }
