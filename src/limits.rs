@@ -1,13 +1,14 @@
-//! Per-client-address rate limits: the one mechanism behind every limit on addresses (the route classes of
-//! the edge, texts and logins per address). GCRA from the `governor` crate, in memory: a limit of `20/1m`
-//! lets a burst of 20 through and then one request every 3 s. IPv6 clients are limited per /64, the block
-//! one subscriber usually gets, so that rotating through it gains nothing.
+//! Rate limits: per account (the subject of a valid access token) and per client address, the one mechanism
+//! behind every limit of the edge and of texts and logins per address. GCRA from the `governor` crate, in
+//! memory: a limit of `20/1m` lets a burst of 20 through and then one request every 3 s. IPv6 clients are
+//! limited per /64, the block one subscriber usually gets, so that rotating through it gains nothing.
 //!
 //! The state is per instance. Behind a load balancer with N instances a client gets at most N times the
 //! rate; the limits that must hold across instances (texts per phone, login back-off per account) live in
 //! the database.
 
 use std::fmt;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,12 +20,13 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimits;
 
-/// The limiters of the edge's route classes (`api::edge::RouteClass`) on one instance; `None` where the rate
-/// is `off`.
+/// The limiters of the edge on one instance (`api::edge::rate_limit`); `None` where the rate is `off`.
 #[derive(Debug, Clone)]
 pub struct RouteLimits {
+    /// Every request with a valid access token, per account.
+    pub account: Option<AccountLimiter>,
+    /// The route classes (`api::edge::RouteClass`) of requests without one, per address.
     pub auth: Option<AddressLimiter>,
-    pub orders: Option<AddressLimiter>,
     pub webhooks: Option<AddressLimiter>,
     pub api: Option<AddressLimiter>,
 }
@@ -32,8 +34,8 @@ pub struct RouteLimits {
 impl RouteLimits {
     pub fn new(rates: &RateLimits) -> Self {
         Self {
+            account: rates.account.map(AccountLimiter::new),
             auth: rates.auth.map(AddressLimiter::new),
-            orders: rates.orders.map(AddressLimiter::new),
             webhooks: rates.webhooks.map(AddressLimiter::new),
             api: rates.api.map(AddressLimiter::new),
         }
@@ -88,24 +90,28 @@ impl fmt::Display for Rate {
 /// How many checks pass between sweeps of the addresses whose state has fully recovered.
 const SWEEP_EVERY: u64 = 4096;
 
-struct Inner {
+struct Inner<K: Hash + Eq + Clone> {
     rate: Rate,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
     checks: AtomicU64,
 }
 
-/// A rate per client address. Cheap to clone: clones share their state.
-#[derive(Clone)]
-pub struct AddressLimiter(Arc<Inner>);
+/// A rate per key. Cheap to clone: clones share their state.
+pub struct Limiter<K: Hash + Eq + Clone>(Arc<Inner<K>>);
 
-impl AddressLimiter {
+impl<K: Hash + Eq + Clone> Clone for Limiter<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(rate: Rate) -> Self {
-        let clock = DefaultClock::default();
         Self(Arc::new(Inner {
             rate,
             limiter: RateLimiter::keyed(rate.quota()),
-            clock,
+            clock: DefaultClock::default(),
             checks: AtomicU64::new(0),
         }))
     }
@@ -114,14 +120,14 @@ impl AddressLimiter {
         self.0.rate
     }
 
-    /// Counts one request from `ip`; `Err(retry_after)`, in whole seconds rounded up, once it is over the rate.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Counts one request of `key`; `Err(retry_after)`, in whole seconds rounded up, once it is over the rate.
+    fn check_key(&self, key: &K) -> Result<(), Duration> {
         let inner = &self.0;
         if inner.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             inner.limiter.retain_recent();
             inner.limiter.shrink_to_fit();
         }
-        inner.limiter.check_key(&key(ip)).map_err(|not_until| {
+        inner.limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(inner.clock.now());
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             Duration::from_secs(secs.max(1))
@@ -129,9 +135,36 @@ impl AddressLimiter {
     }
 }
 
-impl fmt::Debug for AddressLimiter {
+impl<K: Hash + Eq + Clone> fmt::Debug for Limiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AddressLimiter({})", self.0.rate)
+        write!(f, "Limiter({})", self.0.rate)
+    }
+}
+
+/// A rate per client address.
+pub type AddressLimiter = Limiter<IpAddr>;
+
+impl Limiter<IpAddr> {
+    /// Counts one request from `ip` (an IPv6 address by its /64).
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.check_key(&key(ip))
+    }
+}
+
+/// Who an account is: its audience and its subject, so that a customer and a staff member never share a
+/// budget.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Account {
+    pub staff: bool,
+    pub subject: String,
+}
+
+/// A rate per account.
+pub type AccountLimiter = Limiter<Account>;
+
+impl Limiter<Account> {
+    pub fn check_account(&self, account: &Account) -> Result<(), Duration> {
+        self.check_key(account)
     }
 }
 
@@ -183,5 +216,28 @@ mod tests {
         }
         assert!(limiter.check(v6b).is_err(), "same /64");
         assert!(limiter.check(other).is_ok());
+    }
+
+    #[test]
+    fn accounts_have_budgets_of_their_own_and_a_customer_is_not_a_staff_member() {
+        let limiter = AccountLimiter::new(Rate::parse("2/1m").unwrap().unwrap());
+        let customer = Account {
+            staff: false,
+            subject: "a".into(),
+        };
+        let staff = Account {
+            staff: true,
+            subject: "a".into(),
+        };
+        let other = Account {
+            staff: false,
+            subject: "b".into(),
+        };
+        for _ in 0..2 {
+            assert!(limiter.check_account(&customer).is_ok());
+        }
+        assert!(limiter.check_account(&customer).is_err());
+        assert!(limiter.check_account(&staff).is_ok());
+        assert!(limiter.check_account(&other).is_ok());
     }
 }

@@ -1,5 +1,6 @@
-//! The edge of the HTTP API: which routes are which (in one place), the client address, per-address rate
-//! limits by route class, and the security headers of every response.
+//! The edge of the HTTP API: which routes are which (in one place), the client address, the rate limits
+//! (per account for a request with a valid access token, else per address by route class), and the
+//! security headers of every response.
 //!
 //! Paths are classified by their routing form (`match_info().as_str()`: percent-escapes of ordinary
 //! characters decoded, as actix decodes them before matching), so `/v1/%6De` is classified as `/v1/me`, the
@@ -16,8 +17,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, web};
 
 use super::problem::problem_response;
+use crate::auth::claims::Audience;
 use crate::error::Problem;
-use crate::limits::{AddressLimiter, RouteLimits};
+use crate::limits::{Account, AddressLimiter, RouteLimits};
 use crate::state::AppState;
 
 /// The customer routes: app attestation applies to these (DESIGN section 8). Webhooks, staff and
@@ -28,14 +30,12 @@ pub const ATTESTED_PREFIXES: &[&str] = &["/v1/auth", "/v1/me", "/v1/products", "
 /// without an Authorization header (token pairs, verification ids).
 pub const NO_STORE_PREFIXES: &[&str] = &["/v1/auth", "/v1/staff/auth", "/v1/me"];
 
-/// A group of routes that shares one per-address rate.
+/// A group of routes that shares one per-address rate, for requests without a valid access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
     /// Signup, login, refresh, codes, password reset: customer and staff.
     Auth,
-    /// Placing and reading orders.
-    Orders,
-    /// Payment provider callbacks.
+    /// Payment provider callbacks (never counted per account).
     Webhooks,
     /// Every other `/v1` route.
     Api,
@@ -47,7 +47,6 @@ impl RouteClass {
     pub fn label(self) -> &'static str {
         match self {
             RouteClass::Auth => "auth",
-            RouteClass::Orders => "orders",
             RouteClass::Webhooks => "webhooks",
             RouteClass::Api => "api",
             RouteClass::Operations => "operations",
@@ -59,7 +58,6 @@ impl RouteClass {
 const CLASSES: &[(&str, RouteClass)] = &[
     ("/v1/auth", RouteClass::Auth),
     ("/v1/staff/auth", RouteClass::Auth),
-    ("/v1/orders", RouteClass::Orders),
     ("/v1/webhooks", RouteClass::Webhooks),
     ("/v1", RouteClass::Api),
 ];
@@ -111,15 +109,34 @@ pub fn client_ip(req: &HttpRequest) -> IpAddr {
 fn limiter(limits: &RouteLimits, class: RouteClass) -> Option<&AddressLimiter> {
     match class {
         RouteClass::Auth => limits.auth.as_ref(),
-        RouteClass::Orders => limits.orders.as_ref(),
         RouteClass::Webhooks => limits.webhooks.as_ref(),
         RouteClass::Api => limits.api.as_ref(),
         RouteClass::Operations => None,
     }
 }
 
-/// Middleware: a request over its route class's rate for its client address gets 429 `too_many_requests`
-/// with `Retry-After`.
+/// The account of a request's access token, when it has a valid one for its routes (a staff token on
+/// `/v1/staff`, a customer token elsewhere; signature checked once per token, `auth::verified`). The
+/// session is not checked here: an ended session's token is refused by the handler, counted or not.
+fn account(state: &AppState, req: &ServiceRequest, path: &str) -> Option<Account> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?;
+    let staff = has_prefix(path, "/v1/staff");
+    let audience = if staff {
+        Audience::Staff
+    } else {
+        Audience::Customer
+    };
+    let claims = state.identity.tokens.verify(token, audience).ok()?;
+    Some(Account {
+        staff,
+        subject: claims.sub,
+    })
+}
+
+/// Middleware: a request with a valid access token over its account's rate, or one without over its route
+/// class's rate for its client address, gets 429 `too_many_requests` with `Retry-After`. Webhooks are
+/// counted per address only.
 pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -127,14 +144,27 @@ pub async fn rate_limit(
     let refusal = req
         .app_data::<web::Data<AppState>>()
         .and_then(|state| {
-            let class = route_class(routing_path(&req));
+            let path = routing_path(&req);
+            let class = route_class(path);
+            if matches!(class, RouteClass::Operations) {
+                return None;
+            }
+            if class != RouteClass::Webhooks
+                && let Some(account) = account(state, &req, path)
+            {
+                let refused = state.limits.account.as_ref()?.check_account(&account).err();
+                return refused.map(|wait| (state, "account", wait));
+            }
             let limiter = limiter(&state.limits, class)?;
             let ip = client_ip(req.request());
-            limiter.check(ip).err().map(|wait| (state, class, wait))
+            limiter
+                .check(ip)
+                .err()
+                .map(|wait| (state, class.label(), wait))
         })
-        .map(|(state, class, wait)| {
-            state.metrics.rate_limited(class.label());
-            tracing::debug!(class = class.label(), "rate limited");
+        .map(|(state, label, wait)| {
+            state.metrics.rate_limited(label);
+            tracing::debug!(class = label, "rate limited");
             too_many(wait)
         });
     match refusal {
@@ -149,10 +179,7 @@ pub async fn rate_limit(
 }
 
 fn too_many(wait: Duration) -> Problem {
-    Problem::too_many(
-        wait,
-        "Too many requests from this address; wait before trying again.",
-    )
+    Problem::too_many(wait, "Too many requests; wait before trying again.")
 }
 
 /// Middleware, outside the error normaliser so that every response gets them:
@@ -221,7 +248,7 @@ mod tests {
         }
         assert_eq!(route_class("/v1/auth/login"), RouteClass::Auth);
         assert_eq!(route_class("/v1/staff/auth/login"), RouteClass::Auth);
-        assert_eq!(route_class("/v1/orders"), RouteClass::Orders);
+        assert_eq!(route_class("/v1/orders"), RouteClass::Api);
         assert_eq!(route_class("/v1/webhooks/standard"), RouteClass::Webhooks);
         assert_eq!(route_class("/v1/staff/orders"), RouteClass::Api);
         assert_eq!(route_class("/v1/me"), RouteClass::Api);

@@ -10,14 +10,16 @@ use crate::db::DbConnection;
 use crate::db::schema::login_failures;
 use crate::limits::{AddressLimiter, Rate};
 
-/// Texts (signup, resend, password reset) per client address: 30 an hour.
+/// Texts (signup, resend, password reset) per client address: 300 an hour, sized for a carrier's NAT
+/// address, where many phones sign up; the limit per phone (5 an hour) is what stops SMS pumping.
 pub fn texts_per_address() -> AddressLimiter {
-    AddressLimiter::new(Rate::parse("30/1h").ok().flatten().expect("a valid rate"))
+    AddressLimiter::new(Rate::parse("300/1h").ok().flatten().expect("a valid rate"))
 }
 
-/// Logins per client address: 60 a minute.
+/// Logins per client address: 300 a minute, sized for a carrier's NAT address or a store's staff; the
+/// back-off per account after failed logins is what stops guessing.
 pub fn logins_per_address() -> AddressLimiter {
-    AddressLimiter::new(Rate::parse("60/1m").ok().flatten().expect("a valid rate"))
+    AddressLimiter::new(Rate::parse("300/1m").ok().flatten().expect("a valid rate"))
 }
 
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);

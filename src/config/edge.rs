@@ -122,16 +122,16 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|s| s.ip().to_canonical())
 }
 
-/// Per-address rates of each route class; `None` is no limit.
+/// The edge's rates (docs/configuration.md says what each counts and why); `None` is no limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
-    /// `/v1/auth/*` and `/v1/staff/auth/*`.
+    /// Every request with a valid access token, per account.
+    pub account: Option<Rate>,
+    /// `/v1/auth/*` and `/v1/staff/auth/*` without one, per address.
     pub auth: Option<Rate>,
-    /// `/v1/orders*`.
-    pub orders: Option<Rate>,
-    /// `/v1/webhooks/*`.
+    /// `/v1/webhooks/*`, per address.
     pub webhooks: Option<Rate>,
-    /// Every other `/v1` route.
+    /// Every other `/v1` route without an access token, per address.
     pub api: Option<Rate>,
 }
 
@@ -254,11 +254,17 @@ pub(super) fn edge_config(vars: &Vars) -> Result<EdgeConfig, ConfigError> {
     let rate = |name: &str, default: &str| -> Result<Option<Rate>, ConfigError> {
         Rate::parse(vars.get(name).unwrap_or(default)).map_err(|e| ConfigError::new(name, e))
     };
+    if vars.get("RATE_LIMIT_ORDERS").is_some() {
+        return Err(ConfigError::new(
+            "RATE_LIMIT_ORDERS",
+            "is gone: orders need an account and are counted per account (RATE_LIMIT_ACCOUNT)",
+        ));
+    }
     let rate_limits = RateLimits {
-        auth: rate("RATE_LIMIT_AUTH", "60/1m")?,
-        orders: rate("RATE_LIMIT_ORDERS", "30/1m")?,
+        account: rate("RATE_LIMIT_ACCOUNT", "600/1m")?,
+        auth: rate("RATE_LIMIT_AUTH", "600/1m")?,
         webhooks: rate("RATE_LIMIT_WEBHOOKS", "600/1m")?,
-        api: rate("RATE_LIMIT_API", "300/1m")?,
+        api: rate("RATE_LIMIT_API", "1200/1m")?,
     };
 
     let metrics_bind = match vars.get("METRICS_BIND") {

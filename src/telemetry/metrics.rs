@@ -129,7 +129,7 @@ impl Metrics {
         let rate_limited = counter(
             &registry,
             "rate_limited_total",
-            "Requests refused with 429 by a per-address rate limit, by route class or limit.",
+            "Requests refused with 429 by a rate limit: per account, or per address by route class.",
             &["class"],
         );
         let tls_reloads = counter(

@@ -360,10 +360,11 @@ async fn webhooks_staff_and_operations_routes_are_never_attested_and_escapes_do_
 }
 
 #[tokio::test]
-async fn the_rate_limit_answers_429_with_retry_after_per_route_class() {
+async fn the_rate_limit_answers_429_with_retry_after_per_route_class_and_per_account() {
     let app = TestApp::spawn_with(|vars| {
         vars.set("RATE_LIMIT_AUTH", "3/1m");
-        vars.set("RATE_LIMIT_ORDERS", "2/1m");
+        vars.set("RATE_LIMIT_API", "2/1m");
+        vars.set("RATE_LIMIT_ACCOUNT", "2/1m");
         vars.set("METRICS_TOKEN", METRICS_TOKEN);
     })
     .await;
@@ -383,24 +384,46 @@ async fn the_rate_limit_answers_429_with_retry_after_per_route_class() {
         .post_json("/v1/auth/refresh", &json!({"refresh_token": "rt_x"}))
         .await;
     assert_problem(response, 429, "too_many_requests").await;
-    let response = app.request(Method::GET, "/v1/me", "nope", None).await;
-    assert_problem(response, 401, "invalid_token").await;
     assert_eq!(app.get("/healthz").await.status(), 200);
-    // The orders class has its own budget.
+    // Without a valid access token, every other route is counted per address.
     for _ in 0..2 {
         let response = app.request(Method::GET, "/v1/orders", "nope", None).await;
         assert_problem(response, 401, "invalid_token").await;
     }
-    let response = app.request(Method::GET, "/v1/orders/x", "nope", None).await;
+    let response = app.request(Method::GET, "/v1/me", "nope", None).await;
     assert!(response.headers().contains_key("retry-after"));
     assert_problem(response, 429, "too_many_requests").await;
+    // With one, per account: this address is over its budget, the accounts are not, each has its own.
+    let (one, _) = app.direct_customer();
+    let (other, _) = app.direct_customer();
+    for _ in 0..2 {
+        assert_eq!(
+            app.request(Method::GET, "/v1/orders", &one, None)
+                .await
+                .status(),
+            200
+        );
+    }
+    let response = app.request(Method::GET, "/v1/me", &one, None).await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 429, "too_many_requests").await;
+    assert_eq!(
+        app.request(Method::GET, "/v1/orders", &other, None)
+            .await
+            .status(),
+        200
+    );
     let text = metrics_text(&app).await;
     assert_eq!(
         series(&text, r#"shopd_rate_limited_total{class="auth"}"#),
         2.0
     );
     assert_eq!(
-        series(&text, r#"shopd_rate_limited_total{class="orders"}"#),
+        series(&text, r#"shopd_rate_limited_total{class="api"}"#),
+        1.0
+    );
+    assert_eq!(
+        series(&text, r#"shopd_rate_limited_total{class="account"}"#),
         1.0
     );
 }
@@ -681,7 +704,8 @@ fn each_bad_edge_value_is_refused_naming_its_variable() {
         ("TRUSTED_PROXIES", "proxy.internal", ""),
         ("TRUSTED_PROXIES", "0.0.0.0/0", ""),
         ("RATE_LIMIT_AUTH", "lots", ""),
-        ("RATE_LIMIT_ORDERS", "0/1m", ""),
+        ("RATE_LIMIT_ACCOUNT", "0/1m", ""),
+        ("RATE_LIMIT_ORDERS", "30/1m", ""),
         ("RATE_LIMIT_WEBHOOKS", "5/0s", ""),
         ("RATE_LIMIT_API", "10", ""),
         ("METRICS_BIND", "9090", ""),
@@ -707,10 +731,10 @@ fn each_bad_edge_value_is_refused_naming_its_variable() {
             .unwrap();
     let rate = |text| shopd::limits::Rate::parse(text).unwrap();
     let limits = &defaults.edge.rate_limits;
-    assert_eq!(limits.auth, rate("60/1m"));
-    assert_eq!(limits.orders, rate("30/1m"));
+    assert_eq!(limits.account, rate("600/1m"));
+    assert_eq!(limits.auth, rate("600/1m"));
     assert_eq!(limits.webhooks, rate("600/1m"));
-    assert_eq!(limits.api, rate("300/1m"));
+    assert_eq!(limits.api, rate("1200/1m"));
     assert_eq!(
         defaults.edge.attestation.mode,
         shopd::config::AttestationMode::Off

@@ -146,7 +146,7 @@ pub fn test_vars(db: &TestDb) -> Vars {
     vars.set("ARGON2_ITERATIONS", "1");
     // Functional tests send a bot's worth of requests from one address; the edge tests set the per-address
     // rate limits they test.
-    for class in ["AUTH", "ORDERS", "WEBHOOKS", "API"] {
+    for class in ["ACCOUNT", "AUTH", "WEBHOOKS", "API"] {
         vars.set(&format!("RATE_LIMIT_{class}"), "off");
     }
     vars

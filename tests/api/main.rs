@@ -13,6 +13,7 @@ mod fake_twilio;
 mod health;
 mod helpers;
 mod identity;
+mod limits;
 mod migrations;
 mod orders;
 mod problems;

@@ -90,7 +90,13 @@ async fn json_bodies_fail_cleanly() {
     );
 
     // Not JSON at all, whatever the type of its first value: 400, never 422.
-    for not_json in [&b"[1, 2,]"[..], b"[\"a\", 1,", b"{\"phone\": 1,}", b"7 8", b"\"open"] {
+    for not_json in [
+        &b"[1, 2,]"[..],
+        b"[\"a\", 1,",
+        b"{\"phone\": 1,}",
+        b"7 8",
+        b"\"open",
+    ] {
         let (status, body) = post(not_json, "application/json").await;
         assert_eq!(
             (status, body["code"].as_str()),
@@ -101,7 +107,10 @@ async fn json_bodies_fail_cleanly() {
     }
     // Well-formed JSON of the wrong shape stays a 422.
     let (status, body) = post(b"[1, 2]", "application/json").await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_field")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_field"))
+    );
 
     let (status, body) = post(br#"{"quantity":2}"#, "application/json").await;
     assert_eq!(
