@@ -7,9 +7,11 @@ use utoipa::ToSchema;
 use super::auth::no_store;
 use super::authn::CustomerAuth;
 use super::json::ApiJson;
+use super::orders::{AddressView, OrderDetailView};
 use crate::auth::{Profile, ProfileChange};
 use crate::domain::Sensitive;
 use crate::error::AppResult;
+use crate::orders::AddressRead;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -58,6 +60,7 @@ pub struct EraseRequest {
     password: Sensitive<String>,
 }
 
+/// Everything shopd holds about the customer, decrypted (docs/privacy.md lists it).
 #[derive(Serialize, ToSchema)]
 pub struct ExportView {
     id: String,
@@ -67,6 +70,47 @@ pub struct ExportView {
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
     sessions: Vec<ExportSession>,
+    /// Every order, oldest first, with its lines, shipping address and status history.
+    orders: Vec<ExportOrder>,
+    /// When the shop's staff revealed the contact or an order's address, by the role of who did it.
+    revealed_by_staff: Vec<ExportReveal>,
+    /// Security events of the customer's sessions (`refresh_token_reuse`).
+    security_events: Vec<ExportSecurityEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportOrder {
+    #[serde(flatten)]
+    order: OrderDetailView,
+    /// `null` only for an order of an erased customer, which never reaches an export.
+    shipping_address: Option<AddressView>,
+    history: Vec<ExportOrderEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportOrderEvent {
+    from: Option<String>,
+    to: String,
+    /// `customer`, `staff`, `provider` or `system`; which staff member is not said.
+    by: String,
+    note: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportReveal {
+    /// `contact` or `shipping_address`.
+    what: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<String>,
+    role: String,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportSecurityEvent {
+    kind: String,
+    at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -135,6 +179,46 @@ pub async fn export(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<
                 last_used_at: s.last_used_at.and_utc(),
                 client: s.client,
                 current: s.current,
+            })
+            .collect(),
+        orders: e
+            .orders
+            .into_iter()
+            .map(|o| ExportOrder {
+                order: o.detail.into(),
+                shipping_address: match o.shipping_address {
+                    AddressRead::Address(a) => Some(a.into()),
+                    AddressRead::Erased => None,
+                },
+                history: o
+                    .history
+                    .into_iter()
+                    .map(|h| ExportOrderEvent {
+                        from: h.from,
+                        to: h.to,
+                        by: h.actor_kind,
+                        note: h.note,
+                        at: h.at.and_utc(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        revealed_by_staff: e
+            .reveals
+            .into_iter()
+            .map(|r| ExportReveal {
+                what: r.what,
+                order_id: r.order_id,
+                role: r.role,
+                at: r.at.and_utc(),
+            })
+            .collect(),
+        security_events: e
+            .security_events
+            .into_iter()
+            .map(|(kind, at)| ExportSecurityEvent {
+                kind,
+                at: at.and_utc(),
             })
             .collect(),
     };

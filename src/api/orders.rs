@@ -235,6 +235,19 @@ pub struct AddressView {
     country: String,
 }
 
+impl From<ShippingAddress> for AddressView {
+    fn from(a: ShippingAddress) -> Self {
+        Self {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
+}
+
 fn stored(response: StoredResponse) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -318,14 +331,7 @@ pub async fn shipping_address(
     id: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     match state.orders.shipping_address(&who.customer_id, &id).await? {
-        AddressRead::Address(a) => Ok(no_store(HttpResponse::Ok().json(AddressView {
-            name: a.name,
-            line1: a.line1,
-            line2: a.line2,
-            city: a.city,
-            postal_code: a.postal_code,
-            country: a.country,
-        }))),
+        AddressRead::Address(a) => Ok(no_store(HttpResponse::Ok().json(AddressView::from(a)))),
         AddressRead::Erased => Err(address_erased()),
     }
 }

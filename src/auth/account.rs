@@ -12,7 +12,7 @@ use super::{Identity, PASSWORD_RESET, RECENT_LOGIN, VerificationStarted, otp};
 use crate::auth::claims::Audience;
 use crate::crypto::IndexKind;
 use crate::db::DbConnection;
-use crate::db::schema::customers;
+use crate::db::schema::{customers, security_events};
 use crate::domain::{Email, NewPassword, Sensitive, mask_e164, mask_email};
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Notification};
@@ -60,6 +60,65 @@ pub struct ExportedCustomer {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub sessions: Vec<SessionInfo>,
+    pub orders: Vec<crate::orders::ExportedOrder>,
+    /// When staff revealed the customer's contact or an order's address, by the role of who did it.
+    pub reveals: Vec<Reveal>,
+    /// The security events of the customer's sessions (a reused refresh token), kind and time.
+    pub security_events: Vec<(String, NaiveDateTime)>,
+}
+
+/// A reveal of the customer's personal data by staff, from the audit log, naming the role and not the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reveal {
+    /// `contact` or `shipping_address`.
+    pub what: &'static str,
+    /// The order whose address was revealed.
+    pub order_id: Option<String>,
+    /// The staff member's role now (`clerk`, `manager`, `admin`).
+    pub role: String,
+    pub at: NaiveDateTime,
+}
+
+/// The reveals of `customer_id`'s contact and of their orders' addresses, oldest first.
+fn reveals_of(conn: &mut DbConnection, customer_id: &str) -> QueryResult<Vec<Reveal>> {
+    use crate::db::schema::{audit_log, orders, staff};
+    let their_orders = orders::table
+        .filter(orders::customer_id.eq(customer_id))
+        .select(orders::id);
+    let rows: Vec<(String, String, String, String, NaiveDateTime)> = audit_log::table
+        .inner_join(staff::table.on(staff::id.eq(audit_log::staff_id)))
+        .filter(
+            audit_log::action
+                .eq("reveal_customer_contact")
+                .and(audit_log::target_kind.eq("customer"))
+                .and(audit_log::target_id.eq(customer_id))
+                .or(audit_log::action
+                    .eq("reveal_shipping_address")
+                    .and(audit_log::target_kind.eq("order"))
+                    .and(audit_log::target_id.eq_any(their_orders))),
+        )
+        .order((audit_log::created_at, audit_log::id))
+        .select((
+            audit_log::action,
+            audit_log::target_kind,
+            audit_log::target_id,
+            staff::role,
+            audit_log::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(action, kind, target, role, at)| Reveal {
+            what: if action == "reveal_customer_contact" {
+                "contact"
+            } else {
+                "shipping_address"
+            },
+            order_id: (kind == "order").then_some(target),
+            role,
+            at,
+        })
+        .collect())
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -469,7 +528,15 @@ impl Identity {
                     .into_iter()
                     .map(|s| session_info(s, &current))
                     .collect();
+                let security_events = security_events::table
+                    .filter(security_events::subject_id.eq(&id))
+                    .order((security_events::created_at, security_events::id))
+                    .select((security_events::kind, security_events::created_at))
+                    .load(conn)?;
                 Ok(ExportedCustomer {
+                    orders: crate::orders::read::all_of_customer(conn, &this.vault, &id)?,
+                    reveals: reveals_of(conn, &id)?,
+                    security_events,
                     phone: this.open_customer(conn, &id, "phone", &row.phone)?,
                     name: this.open_customer(conn, &id, "name", &row.name)?,
                     email: this.open_customer(conn, &id, "email", &row.email)?,

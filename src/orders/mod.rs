@@ -27,7 +27,7 @@ use crate::vault::Vault;
 pub use catalogue::{NewProduct, Product};
 pub use idempotency::{IdempotencyKey, StoredResponse};
 pub use place::{MAX_LINES, MAX_QUANTITY, NewLine, NewOrder, PlacedOrder, Render};
-pub use read::{AddressRead, OrderDetail, OrderItem, OrderLine, OrderSummary};
+pub use read::{AddressRead, ExportedOrder, OrderDetail, OrderItem, OrderLine, OrderSummary};
 pub use state::{
     Actor, ActorKind, OrderEvent, OrderFlag, OrderStatus, TRANSITIONS, Transition, allowed,
     set_flag, transition,

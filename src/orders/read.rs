@@ -298,6 +298,37 @@ fn detail_of(rows: Vec<DetailRow>) -> Option<(String, AppResult<OrderDetail>)> {
     Some((customer_id, detail))
 }
 
+/// One of a customer's orders as their data export shows it.
+#[derive(Debug, Clone)]
+pub struct ExportedOrder {
+    pub detail: OrderDetail,
+    pub shipping_address: AddressRead,
+    pub history: Vec<super::state::OrderEvent>,
+}
+
+/// Every order of `customer_id`, oldest first, with its lines, its shipping address opened and its status
+/// history: what the customer's data export holds of orders.
+pub fn all_of_customer(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    customer_id: &str,
+) -> AppResult<Vec<ExportedOrder>> {
+    let ids: Vec<String> = orders::table
+        .filter(orders::customer_id.eq(customer_id))
+        .order((orders::created_at, orders::id))
+        .select(orders::id)
+        .load(conn)?;
+    ids.iter()
+        .map(|id| {
+            Ok(ExportedOrder {
+                detail: detail(conn, id, Some(customer_id))?,
+                shipping_address: shipping_address(conn, vault, id, Some(customer_id))?,
+                history: super::state::events(conn, id)?,
+            })
+        })
+        .collect()
+}
+
 /// Opens an order's shipping address; `NotFound` when the order does not exist or, with `customer_id`, is
 /// someone else's. Staff reveal it through here too (and audit it).
 pub fn shipping_address(

@@ -902,3 +902,184 @@ async fn flagged_orders_are_listed_by_flag_and_a_manager_clears_a_flag_once_hand
         )]
     );
 }
+
+/// The data export (GDPR access) holds every personal value the customer gave, their orders with lines,
+/// totals, states, status history and addresses, and which staff roles revealed their data and when, naming
+/// no staff member; nothing of another customer's.
+#[tokio::test]
+async fn the_export_holds_everything_of_the_customer_and_nothing_of_anyone_else() {
+    let app = TestApp::spawn().await;
+    let product = app.add_product("Green tea", 450, 100);
+    let address = |name: &str, line1: &str, city: &str| {
+        json!({"name": name, "line1": line1, "line2": format!("{line1} annex"), "city": city,
+               "postal_code": "EX1 2AB", "country": "GB"})
+    };
+    let place = |token: String, address: Value| {
+        let app = &app;
+        let product = product.clone();
+        async move {
+            let body = json!({"items": [{"product_id": product, "quantity": 2}], "shipping_address": address});
+            let placed = app
+                .place_order(&token, Some(&crate::helpers::new_key()), &body)
+                .await;
+            assert_eq!(placed.status(), 201);
+            placed.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // The customer, with a name and an e-mail, two orders to two addresses, one cancelled.
+    let phone = unique_phone();
+    let pair = app.register(&phone).await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let patched = app
+        .request(
+            Method::PATCH,
+            "/v1/me",
+            &token,
+            Some(&json!({"name": "Grace Hopper", "email": "grace@navy.example"})),
+        )
+        .await;
+    assert_eq!(patched.status(), 200);
+    let first = place(
+        token.clone(),
+        address("Grace Hopper", "1 Harbour Row", "Arlington"),
+    )
+    .await;
+    let second = place(
+        token.clone(),
+        address("G. Hopper", "9 Cobol Lane", "New York"),
+    )
+    .await;
+    let cancelled = app
+        .request(
+            Method::POST,
+            &format!("/v1/orders/{second}/cancel"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    // Someone else, behind the same counter.
+    let other_phone = unique_phone();
+    let other = app.register(&other_phone).await;
+    let other_token = other["access_token"].as_str().unwrap().to_owned();
+    let other_order = place(
+        other_token,
+        address("Alan Turing", "7 Bletchley Park", "Milton Keynes"),
+    )
+    .await;
+    // A clerk reveals an address of each; an admin reveals the customer's contact.
+    let clerk_email = email_for("clerk");
+    add_staff(&app, &clerk_email, "clerk");
+    let clerk = staff_login(&app, &clerk_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for order in [&first, &other_order] {
+        let revealed = app
+            .request(
+                Method::GET,
+                &format!("/v1/staff/orders/{order}/shipping-address"),
+                &clerk,
+                None,
+            )
+            .await;
+        assert_eq!(revealed.status(), 200);
+    }
+    let admin_email = email_for("admin");
+    add_staff(&app, &admin_email, "admin");
+    let admin = staff_login(&app, &admin_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let customer_id = pair["customer_id"].as_str().unwrap();
+    let contact = app
+        .request(
+            Method::GET,
+            &format!("/v1/staff/customers/{customer_id}/contact"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(contact.status(), 200);
+
+    let response = app
+        .request(Method::GET, "/v1/me/export", &token, None)
+        .await;
+    assert_eq!(response.status(), 200);
+    let export: Value = response.json().await.unwrap();
+    let text = export.to_string();
+    // Every personal value the customer gave.
+    for value in [
+        phone.as_str(),
+        "Grace Hopper",
+        "grace@navy.example",
+        "1 Harbour Row",
+        "1 Harbour Row annex",
+        "Arlington",
+        "G. Hopper",
+        "9 Cobol Lane",
+        "New York",
+        "EX1 2AB",
+    ] {
+        assert!(text.contains(value), "{value} is missing from the export");
+    }
+    // The orders, oldest first, with lines, totals, states and history.
+    let orders = export["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 2);
+    assert_eq!(
+        (orders[0]["id"].as_str(), orders[1]["id"].as_str()),
+        (Some(first.as_str()), Some(second.as_str()))
+    );
+    assert_eq!(orders[0]["status"], "pending_payment");
+    assert_eq!(orders[1]["status"], "cancelled");
+    assert_eq!(orders[0]["items"][0]["name"], "Green tea");
+    assert_eq!(orders[0]["items"][0]["quantity"], 2);
+    assert_eq!(orders[0]["total"]["amount"], 900);
+    assert_eq!(orders[0]["shipping_address"]["line1"], "1 Harbour Row");
+    assert_eq!(orders[1]["shipping_address"]["city"], "New York");
+    let history: Vec<(&str, &str)> = orders[1]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["to"].as_str().unwrap(), h["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [("pending_payment", "customer"), ("cancelled", "customer")]
+    );
+    // Who revealed what, by role, and no staff member named.
+    let reveals: Vec<(&str, Option<&str>, &str)> = export["revealed_by_staff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["what"].as_str().unwrap(),
+                r["order_id"].as_str(),
+                r["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reveals,
+        [
+            ("shipping_address", Some(first.as_str()), "clerk"),
+            ("contact", None, "admin")
+        ]
+    );
+    // Nothing of anyone else's.
+    for foreign in [
+        other_phone.as_str(),
+        other_order.as_str(),
+        "Alan Turing",
+        "7 Bletchley Park",
+        "Milton Keynes",
+        clerk_email.as_str(),
+        admin_email.as_str(),
+    ] {
+        assert!(!text.contains(foreign), "{foreign} is in the export");
+    }
+}
