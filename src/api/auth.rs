@@ -16,6 +16,7 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"phone": "+44 7700 900123", "password": "correct horse battery staple", "name": "Ada"}))]
 pub struct SignupRequest {
     /// In international form, like `+44 7400 900123`.
     phone: String,
@@ -25,6 +26,7 @@ pub struct SignupRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"verification_id": "0193a6f2-7c1e-7d3a-9b2f-2c4d5e6f7a8b", "expires_in": 300, "resend_after": 60}))]
 pub struct VerificationResponse {
     verification_id: uuid::Uuid,
     /// Seconds the code stays valid.
@@ -35,6 +37,7 @@ pub struct VerificationResponse {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"verification_id": "0193a6f2-7c1e-7d3a-9b2f-2c4d5e6f7a8b", "code": "123456"}))]
 pub struct VerifyRequest {
     verification_id: String,
     #[schema(value_type = String)]
@@ -54,6 +57,7 @@ pub struct ResendResponse {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"phone": "+44 7700 900123", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
     phone: String,
     #[schema(value_type = String)]
@@ -91,6 +95,7 @@ pub struct ResetVerifyRequest {
 
 /// A token pair.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSIsImtpZCI6InQyMDI2MTIwNy0zZjlhIn0.eyJ…", "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt_Vb6zWq3xR0…", "refresh_expires_in": 604800, "customer_id": "0193a6f2-8000-7000-8000-000000000001"}))]
 pub struct TokenPair {
     access_token: String,
     /// Always `Bearer`.
@@ -140,8 +145,8 @@ fn verification(v: crate::auth::VerificationStarted) -> VerificationResponse {
 }
 
 /// Start a signup: texts a code to the phone (or, when it has an account already, a text saying so).
-#[utoipa::path(post, path = "/v1/auth/signup", tag = "identity", request_body = SignupRequest, responses(
-    (status = 202, body = VerificationResponse),
+#[utoipa::path(post, path = "/v1/auth/signup", operation_id = "startSignup", tag = "identity", request_body = SignupRequest, responses(
+    (status = 202, description = "A code was texted to the phone: verify it with the `verification_id`", body = VerificationResponse),
     (status = 422, description = "invalid_phone, region_not_allowed, weak_password, invalid_name"),
     (status = 429, description = "too many texts"), (status = 502, description = "sms_unavailable")))]
 pub async fn signup(
@@ -160,8 +165,8 @@ pub async fn signup(
 }
 
 /// Finish a signup with the texted code: the account exists from here on.
-#[utoipa::path(post, path = "/v1/auth/signup/verify", tag = "identity", request_body = VerifyRequest, responses(
-    (status = 201, body = TokenPair),
+#[utoipa::path(post, path = "/v1/auth/signup/verify", operation_id = "verifySignup", tag = "identity", request_body = VerifyRequest, responses(
+    (status = 201, description = "The account exists: its first token pair and `customer_id`", body = TokenPair),
     (status = 422, description = "invalid_code, code_expired, verification_locked, verification_used"),
     (status = 404, description = "verification_not_found")))]
 pub async fn verify(
@@ -180,8 +185,8 @@ pub async fn verify(
 }
 
 /// Text the code again (not within 60 s of the last text; at most 5 texts a phone an hour).
-#[utoipa::path(post, path = "/v1/auth/otp/resend", tag = "identity", request_body = ResendRequest, responses(
-    (status = 202, body = ResendResponse), (status = 429, description = "too soon")))]
+#[utoipa::path(post, path = "/v1/auth/otp/resend", operation_id = "resendCode", tag = "identity", request_body = ResendRequest, responses(
+    (status = 202, description = "A new code was texted", body = ResendResponse), (status = 429, description = "too soon")))]
 pub async fn resend(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -195,8 +200,8 @@ pub async fn resend(
 }
 
 /// Log in with phone and password.
-#[utoipa::path(post, path = "/v1/auth/login", tag = "identity", request_body = LoginRequest, responses(
-    (status = 200, body = TokenPair),
+#[utoipa::path(post, path = "/v1/auth/login", operation_id = "login", tag = "identity", request_body = LoginRequest, responses(
+    (status = 200, description = "Signed in: a token pair", body = TokenPair),
     (status = 401, description = "invalid_credentials, for a wrong password and an unknown phone alike"),
     (status = 429, description = "login_throttled")))]
 pub async fn login(
@@ -215,8 +220,8 @@ pub async fn login(
 }
 
 /// Spend a refresh token for a new pair in the same session.
-#[utoipa::path(post, path = "/v1/auth/refresh", tag = "identity", request_body = RefreshRequest, responses(
-    (status = 200, body = TokenPair),
+#[utoipa::path(post, path = "/v1/auth/refresh", operation_id = "refreshTokens", tag = "identity", request_body = RefreshRequest, responses(
+    (status = 200, description = "A new token pair; the refresh token presented is spent", body = TokenPair),
     (status = 401, description = "invalid_refresh_token, session_ended, refresh_token_reused")))]
 pub async fn refresh(
     state: web::Data<AppState>,
@@ -229,8 +234,8 @@ pub async fn refresh(
 }
 
 /// End this session (`local`, the default), the others, or all of them.
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "identity", request_body = LogoutRequest,
-    responses((status = 204)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/auth/logout", operation_id = "logout", tag = "identity", request_body = LogoutRequest,
+    responses((status = 204, description = "The session (with `others` or `global`, the sessions) ended")), security(("bearer" = [])))]
 pub async fn logout(
     state: web::Data<AppState>,
     who: CustomerAuth,
@@ -251,8 +256,8 @@ pub async fn logout(
 }
 
 /// The customer's live sessions.
-#[utoipa::path(get, path = "/v1/auth/sessions", tag = "identity",
-    responses((status = 200, body = [SessionView])), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/auth/sessions", operation_id = "listSessions", tag = "identity",
+    responses((status = 200, description = "The customer's live sessions", body = [SessionView])), security(("bearer" = [])))]
 pub async fn sessions(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<HttpResponse> {
     let list: Vec<SessionView> = state
         .identity
@@ -271,8 +276,8 @@ pub async fn sessions(state: web::Data<AppState>, who: CustomerAuth) -> AppResul
 }
 
 /// End one of the customer's own sessions.
-#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "identity",
-    responses((status = 204), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", operation_id = "endSession", tag = "identity",
+    responses((status = 204, description = "The session ended"), (status = 404, description = "not_found")), security(("bearer" = [])))]
 pub async fn end_session(
     state: web::Data<AppState>,
     who: CustomerAuth,
@@ -286,8 +291,8 @@ pub async fn end_session(
 }
 
 /// Ask for a password reset code. 202 whether or not the phone has an account.
-#[utoipa::path(post, path = "/v1/auth/password-reset", tag = "identity", request_body = ResetRequest,
-    responses((status = 202, body = VerificationResponse)))]
+#[utoipa::path(post, path = "/v1/auth/password-reset", operation_id = "startPasswordReset", tag = "identity", request_body = ResetRequest,
+    responses((status = 202, description = "A code was texted if the phone has an account: the same answer either way", body = VerificationResponse)))]
 pub async fn password_reset(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -301,8 +306,8 @@ pub async fn password_reset(
 }
 
 /// Set a new password with the texted code; every session ends.
-#[utoipa::path(post, path = "/v1/auth/password-reset/verify", tag = "identity", request_body = ResetVerifyRequest,
-    responses((status = 204), (status = 422, description = "invalid_code, weak_password, …")))]
+#[utoipa::path(post, path = "/v1/auth/password-reset/verify", operation_id = "resetPassword", tag = "identity", request_body = ResetVerifyRequest,
+    responses((status = 204, description = "The password is changed and every session ended"), (status = 422, description = "invalid_code, weak_password, …")))]
 pub async fn password_reset_verify(
     state: web::Data<AppState>,
     body: ApiJson<ResetVerifyRequest>,
@@ -316,7 +321,7 @@ pub async fn password_reset_verify(
 }
 
 /// The public keys that verify access tokens.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "identity", responses((status = 200)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "getJwks", tag = "identity", responses((status = 200, description = "The public keys that verify access tokens (a JWK Set, RFC 7517)")))]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "public, max-age=300"))

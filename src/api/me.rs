@@ -123,7 +123,7 @@ pub struct ExportSession {
 }
 
 /// The customer's profile, with the phone and e-mail masked.
-#[utoipa::path(get, path = "/v1/me", tag = "profile", responses((status = 200, body = ProfileView)),
+#[utoipa::path(get, path = "/v1/me", operation_id = "getProfile", tag = "profile", responses((status = 200, description = "The profile, phone and e-mail masked", body = ProfileView)),
     security(("bearer" = [])))]
 pub async fn get(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<HttpResponse> {
     let profile = state.identity.profile(&who.customer_id).await?;
@@ -133,8 +133,8 @@ pub async fn get(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<Htt
 }
 
 /// Change the name or the e-mail (`null` clears).
-#[utoipa::path(patch, path = "/v1/me", tag = "profile", request_body = ProfilePatch,
-    responses((status = 200, body = ProfileView), (status = 422, description = "invalid_name, invalid_email")),
+#[utoipa::path(patch, path = "/v1/me", operation_id = "updateProfile", tag = "profile", request_body = ProfilePatch,
+    responses((status = 200, description = "The profile as changed", body = ProfileView), (status = 422, description = "invalid_name, invalid_email")),
     security(("bearer" = [])))]
 pub async fn patch(
     state: web::Data<AppState>,
@@ -155,8 +155,8 @@ pub async fn patch(
 }
 
 /// Every personal value, decrypted (GDPR access). Needs a login within the last 5 minutes.
-#[utoipa::path(get, path = "/v1/me/export", tag = "profile",
-    responses((status = 200, body = ExportView), (status = 401, description = "reauthentication_required")),
+#[utoipa::path(get, path = "/v1/me/export", operation_id = "exportMyData", tag = "profile",
+    responses((status = 200, description = "Everything shopd holds about the customer, decrypted", body = ExportView), (status = 401, description = "reauthentication_required")),
     security(("bearer" = [])))]
 pub async fn export(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<HttpResponse> {
     let e = state
@@ -226,8 +226,8 @@ pub async fn export(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<
 }
 
 /// Erase the account: every session ends and every personal value is destroyed.
-#[utoipa::path(delete, path = "/v1/me", tag = "profile", request_body = EraseRequest,
-    responses((status = 204), (status = 401, description = "invalid_credentials")), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/me", operation_id = "eraseMe", tag = "profile", request_body = EraseRequest,
+    responses((status = 204, description = "The account is erased: sessions ended, personal data destroyed"), (status = 401, description = "invalid_credentials")), security(("bearer" = [])))]
 pub async fn erase(
     state: web::Data<AppState>,
     who: CustomerAuth,

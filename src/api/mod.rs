@@ -8,6 +8,7 @@ pub mod edge;
 pub mod json;
 pub mod me;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod problem;
@@ -18,61 +19,8 @@ pub mod webhooks;
 
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{HttpRequest, web};
-use utoipa::OpenApi;
 
 use crate::error::AppError;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "shopd",
-        description = "The HTTP API of shopd, the backend of a mobile shop."
-    ),
-    paths(
-        ops::healthz, ops::readyz, ops::openapi,
-        auth::signup, auth::verify, auth::resend, auth::login, auth::refresh, auth::logout,
-        auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
-        me::get, me::patch, me::export, me::erase,
-        staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
-        staff::customer_erase, staff::orders, staff::order, staff::transition, staff::clear_flag, staff::order_address,
-        staff::create_product, staff::update_product,
-        webhooks::stripe, webhooks::standard,
-        products::list, products::get,
-        orders::place, orders::list, orders::get, orders::shipping_address, orders::cancel,
-    ),
-    components(schemas(problem::ProblemBody)),
-    modifiers(&BearerAuth)
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{
-            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
-        };
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "attestation",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "Approov-Token",
-                "App attestation token (HS256 JWT from the attestation SDK), on /v1/auth/*, /v1/me*, \
-                 /v1/products* and /v1/orders* when the shop turns attestation on; bound to the \
-                 Authorization header by its `pay` claim. Refused: 401 attestation_failed.",
-            ))),
-        );
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Every route, mounted on an actix `App`.
 pub fn routes(cfg: &mut web::ServiceConfig) {

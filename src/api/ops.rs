@@ -13,14 +13,14 @@ pub struct Status {
 }
 
 /// Alive: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", tag = "operations",
     responses((status = 200, description = "The process is alive", body = Status)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Status { status: "ok" })
 }
 
 /// Ready: the database is reachable and every migration is applied.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", tag = "operations", responses(
     (status = 200, description = "Ready to serve", body = Status),
     (status = 503, description = "The database is unreachable or not migrated",
         content_type = "application/problem+json", body = super::problem::ProblemBody)))]
@@ -43,8 +43,8 @@ pub async fn readyz(state: web::Data<AppState>) -> AppResult<HttpResponse> {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApiDocument", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3 document of this API")))]
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::ApiDoc::openapi())
+    HttpResponse::Ok().json(super::openapi::ApiDoc::openapi())
 }

@@ -85,6 +85,9 @@ pub struct AddressRequest {
 /// an unknown field (`price`, `unit_price`, `total`, …) is refused with 422.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"items": [{"product_id": "0193a0b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b", "quantity": 2}],
+    "shipping_address": {"name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
+        "postal_code": "SW1Y 4JH", "country": "GB"}}))]
 pub struct PlaceOrderRequest {
     items: Vec<OrderLineRequest>,
     shipping_address: AddressRequest,
@@ -129,6 +132,9 @@ pub struct PaymentView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "0193a6f3-1111-7000-8000-000000000001", "status": "pending_payment",
+    "total": {"amount": 900, "currency": "EUR"}, "expires_at": "2026-12-07T18:30:00Z",
+    "payment": {"provider": "sandbox", "payment_id": "sbx_0193a6f3", "client_secret": "sbx_0193a6f3_secret_…"}}))]
 pub struct PlacedOrderView {
     id: String,
     /// `pending_payment` until the provider confirms the payment.
@@ -193,6 +199,11 @@ pub struct OrderItemView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "0193a6f3-1111-7000-8000-000000000001", "status": "paid",
+    "items": [{"product_id": "0193a0b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b", "name": "Green tea", "quantity": 2,
+        "unit_price": {"amount": 450, "currency": "EUR"}}],
+    "total": {"amount": 900, "currency": "EUR"}, "created_at": "2026-12-07T18:00:00Z",
+    "updated_at": "2026-12-07T18:01:12Z"}))]
 pub struct OrderDetailView {
     id: String,
     status: &'static str,
@@ -264,10 +275,10 @@ fn stored(response: StoredResponse) -> HttpResponse {
 /// Place an order. Prices come from the catalogue; the stock is reserved until the order is paid or expires.
 /// The same `Idempotency-Key` with the same body returns the first response again, byte for byte (with
 /// `Idempotent-Replayed: true`).
-#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = PlaceOrderRequest,
+#[utoipa::path(post, path = "/v1/orders", operation_id = "placeOrder", tag = "orders", request_body = PlaceOrderRequest,
     params(("Idempotency-Key" = String, Header, description = "1 to 255 characters; a fresh UUID per order")),
     responses(
-        (status = 201, body = PlacedOrderView),
+        (status = 201, description = "The order, its stock reserved, with its payment", body = PlacedOrderView),
         (status = 400, description = "idempotency_key_required, invalid_idempotency_key, malformed_json"),
         (status = 409, description = "out_of_stock, idempotency_in_progress, order_closed"),
         (status = 422, description = "invalid_field, invalid_items, invalid_quantity, duplicate_product, unknown_product, invalid_address, invalid_country, idempotency_key_reused"),
@@ -288,8 +299,8 @@ pub async fn place(
 }
 
 /// The customer's own orders, newest first.
-#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(PageQuery),
-    responses((status = 200, body = OrderPage), (status = 422, description = "invalid_limit, invalid_cursor")),
+#[utoipa::path(get, path = "/v1/orders", operation_id = "listOrders", tag = "orders", params(PageQuery),
+    responses((status = 200, description = "A page of the customer's orders, newest first", body = OrderPage), (status = 422, description = "invalid_limit, invalid_cursor")),
     security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -304,9 +315,9 @@ pub async fn list(
 }
 
 /// One of the customer's orders, without its address. Anyone else's order is a 404.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+#[utoipa::path(get, path = "/v1/orders/{id}", operation_id = "getOrder", tag = "orders",
     params(("id" = String, Path, description = "The order's id")),
-    responses((status = 200, body = OrderDetailView), (status = 404, description = "not_found")),
+    responses((status = 200, description = "The order", body = OrderDetailView), (status = 404, description = "not_found")),
     security(("bearer" = [])))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -320,9 +331,9 @@ pub async fn get(
 }
 
 /// The shipping address of one of the customer's orders, on its own request.
-#[utoipa::path(get, path = "/v1/orders/{id}/shipping-address", tag = "orders",
+#[utoipa::path(get, path = "/v1/orders/{id}/shipping-address", operation_id = "getOrderShippingAddress", tag = "orders",
     params(("id" = String, Path, description = "The order's id")),
-    responses((status = 200, body = AddressView),
+    responses((status = 200, description = "The order's shipping address", body = AddressView),
         (status = 404, description = "not_found; address_erased when the customer was erased")),
     security(("bearer" = [])))]
 pub async fn shipping_address(
@@ -347,9 +358,9 @@ pub fn address_erased() -> AppError {
 }
 
 /// Cancel one of the customer's orders while it is `pending_payment`; its stock is given back.
-#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", operation_id = "cancelOrder", tag = "orders",
     params(("id" = String, Path, description = "The order's id")),
-    responses((status = 200, body = OrderDetailView), (status = 404, description = "not_found"),
+    responses((status = 200, description = "The order, cancelled, its stock back", body = OrderDetailView), (status = 404, description = "not_found"),
         (status = 409, description = "invalid_transition: the order is no longer pending_payment")),
     security(("bearer" = [])))]
 pub async fn cancel(

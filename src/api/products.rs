@@ -74,8 +74,8 @@ pub fn paged<T, V>(page: Page<T>, view: impl Fn(T) -> V) -> (Vec<V>, Option<Stri
 }
 
 /// Active products, in the order they were added.
-#[utoipa::path(get, path = "/v1/products", tag = "catalogue", params(PageQuery), responses(
-    (status = 200, body = ProductPage),
+#[utoipa::path(get, path = "/v1/products", operation_id = "listProducts", tag = "catalogue", params(PageQuery), responses(
+    (status = 200, description = "A page of the products for sale", body = ProductPage),
     (status = 422, description = "invalid_limit, invalid_cursor")))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -87,9 +87,9 @@ pub async fn list(
 }
 
 /// One active product.
-#[utoipa::path(get, path = "/v1/products/{id}", tag = "catalogue",
+#[utoipa::path(get, path = "/v1/products/{id}", operation_id = "getProduct", tag = "catalogue",
     params(("id" = String, Path, description = "The product's id")),
-    responses((status = 200, body = ProductView), (status = 404, description = "not_found")))]
+    responses((status = 200, description = "The product", body = ProductView), (status = 404, description = "not_found")))]
 pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> AppResult<HttpResponse> {
     let product = state.orders.product(&id).await?;
     Ok(HttpResponse::Ok().json(ProductView::from(product)))

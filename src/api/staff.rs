@@ -171,8 +171,8 @@ pub struct ContactView {
 }
 
 /// Staff login.
-#[utoipa::path(post, path = "/v1/staff/auth/login", tag = "staff", request_body = StaffLoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, description = "invalid_credentials")))]
+#[utoipa::path(post, path = "/v1/staff/auth/login", operation_id = "staffLogin", tag = "staff", request_body = StaffLoginRequest,
+    responses((status = 200, description = "Signed in: a token pair", body = TokenPair), (status = 401, description = "invalid_credentials")))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -189,8 +189,8 @@ pub async fn login(
 }
 
 /// Staff token refresh.
-#[utoipa::path(post, path = "/v1/staff/auth/refresh", tag = "staff", request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 401)))]
+#[utoipa::path(post, path = "/v1/staff/auth/refresh", operation_id = "staffRefreshTokens", tag = "staff", request_body = RefreshRequest,
+    responses((status = 200, description = "A new token pair; the refresh token presented is spent", body = TokenPair), (status = 401, description = "invalid_refresh_token, session_ended, refresh_token_reused")))]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: ApiJson<RefreshRequest>,
@@ -202,16 +202,16 @@ pub async fn refresh(
 }
 
 /// Staff logout (this session).
-#[utoipa::path(post, path = "/v1/staff/auth/logout", tag = "staff", responses((status = 204)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/staff/auth/logout", operation_id = "staffLogout", tag = "staff", responses((status = 204, description = "The session ended")), security(("bearer" = [])))]
 pub async fn logout(state: web::Data<AppState>, who: StaffAuth) -> AppResult<HttpResponse> {
     state.staff.logout(&who.session_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// The audit log, newest first (admin).
-#[utoipa::path(get, path = "/v1/staff/audit-log", tag = "staff",
+#[utoipa::path(get, path = "/v1/staff/audit-log", operation_id = "listAuditLog", tag = "staff",
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = [AuditEntryView])), security(("bearer" = [])))]
+    responses((status = 200, description = "A page of the audit log, newest first", body = [AuditEntryView])), security(("bearer" = [])))]
 pub async fn audit_log(
     state: web::Data<AppState>,
     _who: StaffAuth,
@@ -237,8 +237,8 @@ pub async fn audit_log(
 }
 
 /// A customer's contact, decrypted (admin; audited).
-#[utoipa::path(get, path = "/v1/staff/customers/{id}/contact", tag = "staff",
-    responses((status = 200, body = ContactView), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/staff/customers/{id}/contact", operation_id = "revealCustomerContact", tag = "staff",
+    responses((status = 200, description = "The customer's contact, decrypted; the reveal is audited", body = ContactView), (status = 404, description = "not_found")), security(("bearer" = [])))]
 pub async fn customer_contact(
     state: web::Data<AppState>,
     who: StaffAuth,
@@ -258,8 +258,8 @@ pub async fn customer_contact(
 }
 
 /// Erase a customer on their request (admin; audited).
-#[utoipa::path(post, path = "/v1/staff/customers/{id}/erase", tag = "staff",
-    responses((status = 204), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/staff/customers/{id}/erase", operation_id = "eraseCustomer", tag = "staff",
+    responses((status = 204, description = "The customer is erased; audited"), (status = 404, description = "not_found")), security(("bearer" = [])))]
 pub async fn customer_erase(
     state: web::Data<AppState>,
     who: StaffAuth,
@@ -421,11 +421,11 @@ fn parse_status(text: &str, field: &str) -> AppResult<OrderStatus> {
 }
 
 /// Orders, newest first, a line each with no personal data (clerk); by customer phone (manager).
-#[utoipa::path(get, path = "/v1/staff/orders", tag = "staff",
+#[utoipa::path(get, path = "/v1/staff/orders", operation_id = "listStaffOrders", tag = "staff",
     params(("status" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query),
         ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query), ("customer_phone" = Option<String>, Query),
         ("flag" = Option<String>, Query)),
-    responses((status = 200, body = StaffOrdersPage)), security(("bearer" = [])))]
+    responses((status = 200, description = "A page of orders, newest first, with counts per status", body = StaffOrdersPage)), security(("bearer" = [])))]
 pub async fn orders(
     state: web::Data<AppState>,
     who: StaffAuth,
@@ -500,8 +500,8 @@ pub async fn orders(
 }
 
 /// An order with its items and status history (clerk).
-#[utoipa::path(get, path = "/v1/staff/orders/{id}", tag = "staff",
-    responses((status = 200, body = StaffOrderView), (status = 404)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/staff/orders/{id}", operation_id = "getStaffOrder", tag = "staff",
+    responses((status = 200, description = "The order with its payment and status history", body = StaffOrderView), (status = 404, description = "not_found")), security(("bearer" = [])))]
 pub async fn order(
     state: web::Data<AppState>,
     _who: StaffAuth,
@@ -546,8 +546,8 @@ pub async fn order(
 }
 
 /// Move an order on (clerk: fulfilling, shipped, delivered; manager: cancelled, refunded, with a refund).
-#[utoipa::path(post, path = "/v1/staff/orders/{id}/transitions", tag = "staff", request_body = TransitionRequest,
-    responses((status = 200, body = StaffOrderView), (status = 403), (status = 409, description = "invalid_transition"),
+#[utoipa::path(post, path = "/v1/staff/orders/{id}/transitions", operation_id = "transitionOrder", tag = "staff", request_body = TransitionRequest,
+    responses((status = 200, description = "The order in its new state", body = StaffOrderView), (status = 403, description = "forbidden: the role may not take this transition"), (status = 409, description = "invalid_transition"),
         (status = 502, description = "payment_provider_unavailable")), security(("bearer" = [])))]
 pub async fn transition(
     state: web::Data<AppState>,
@@ -570,8 +570,8 @@ pub async fn transition(
 }
 
 /// Clear an order's `payment_review` or `needs_refund` flag once it is handled (manager; audited).
-#[utoipa::path(post, path = "/v1/staff/orders/{id}/clear-flag", tag = "staff", request_body = ClearFlagRequest,
-    responses((status = 200, body = StaffOrderView), (status = 403), (status = 404, description = "not_found"),
+#[utoipa::path(post, path = "/v1/staff/orders/{id}/clear-flag", operation_id = "clearOrderFlag", tag = "staff", request_body = ClearFlagRequest,
+    responses((status = 200, description = "The order, its flag cleared; audited", body = StaffOrderView), (status = 403, description = "forbidden"), (status = 404, description = "not_found"),
         (status = 422, description = "invalid_flag")), security(("bearer" = [])))]
 pub async fn clear_flag(
     state: web::Data<AppState>,
@@ -589,8 +589,8 @@ pub async fn clear_flag(
 }
 
 /// An order's shipping address (clerk; audited).
-#[utoipa::path(get, path = "/v1/staff/orders/{id}/shipping-address", tag = "staff",
-    responses((status = 200), (status = 404, description = "not_found, address_erased")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/staff/orders/{id}/shipping-address", operation_id = "revealOrderShippingAddress", tag = "staff",
+    responses((status = 200, description = "The order's shipping address; the reveal is audited"), (status = 404, description = "not_found, address_erased")), security(("bearer" = [])))]
 pub async fn order_address(
     state: web::Data<AppState>,
     who: StaffAuth,
@@ -624,8 +624,8 @@ fn product_view(p: crate::orders::Product) -> StaffProductView {
 }
 
 /// Create a product (manager).
-#[utoipa::path(post, path = "/v1/staff/products", tag = "staff", request_body = ProductRequest,
-    responses((status = 201, body = StaffProductView), (status = 422)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/staff/products", operation_id = "createProduct", tag = "staff", request_body = ProductRequest,
+    responses((status = 201, description = "The product", body = StaffProductView), (status = 422, description = "invalid_field")), security(("bearer" = [])))]
 pub async fn create_product(
     state: web::Data<AppState>,
     who: StaffAuth,
@@ -646,8 +646,8 @@ pub async fn create_product(
 }
 
 /// Change a product's name, price, stock or active flag (manager; audited).
-#[utoipa::path(patch, path = "/v1/staff/products/{id}", tag = "staff", request_body = ProductPatch,
-    responses((status = 200, body = StaffProductView), (status = 404), (status = 422)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/v1/staff/products/{id}", operation_id = "updateProduct", tag = "staff", request_body = ProductPatch,
+    responses((status = 200, description = "The product as changed", body = StaffProductView), (status = 404, description = "not_found"), (status = 422, description = "invalid_field")), security(("bearer" = [])))]
 pub async fn update_product(
     state: web::Data<AppState>,
     who: StaffAuth,

@@ -58,9 +58,9 @@ async fn ingest(
 }
 
 /// Stripe events, signed with `Stripe-Signature`.
-#[utoipa::path(post, path = "/v1/webhooks/stripe", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/stripe", operation_id = "receiveStripeWebhook", tag = "webhooks",
     request_body(content = String, content_type = "application/json", description = "a Stripe event"), responses(
-    (status = 200, body = Acknowledged),
+    (status = 200, description = "The event's effect is committed (or it is a duplicate, or of a type shopd ignores)", body = Acknowledged),
     (status = 400, description = "invalid_event"),
     (status = 401, description = "signature_missing, signature_mismatch, timestamp_outside_tolerance"),
     (status = 503, description = "the effect could not be committed: retry")))]
@@ -73,9 +73,9 @@ pub async fn stripe(
 }
 
 /// Standard Webhooks events (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
-#[utoipa::path(post, path = "/v1/webhooks/standard", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/standard", operation_id = "receiveStandardWebhook", tag = "webhooks",
     request_body(content = String, content_type = "application/json", description = "a Standard Webhooks event"), responses(
-    (status = 200, body = Acknowledged),
+    (status = 200, description = "The event's effect is committed (or it is a duplicate, or of a type shopd ignores)", body = Acknowledged),
     (status = 400, description = "invalid_event"),
     (status = 401, description = "signature_missing, signature_mismatch, timestamp_outside_tolerance"),
     (status = 503, description = "the effect could not be committed: retry")))]

@@ -57,7 +57,7 @@ pub fn main() -> ExitCode {
         Command::Openapi => {
             println!(
                 "{}",
-                crate::api::ApiDoc::openapi()
+                crate::api::openapi::ApiDoc::openapi()
                     .to_pretty_json()
                     .expect("the document serialises")
             );
