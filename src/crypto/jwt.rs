@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::keys::{KeyBytes, KeyError, KeyId};
+use super::keys::{KeyError, KeyId, parse_ring};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -61,23 +61,16 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
-    /// Parses `kid:base64,kid:base64,…`, with the rules and errors of `MasterKeyRing::parse`.
+    /// Parses `kid:base64(seed),…` (`keys::parse_ring`).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         super::ring_jwt::install();
-        let mut keys: Vec<(KeyId, EncodingKey)> = Vec::new();
-        for (i, entry) in text.split(',').map(str::trim).enumerate() {
-            if entry.is_empty() {
-                continue;
-            }
-            let (kid, material) = entry.split_once(':').ok_or(KeyError::Malformed(i + 1))?;
-            let id = KeyId::parse(kid.trim())?;
-            if keys.iter().any(|(known, _)| *known == id) {
-                return Err(KeyError::DuplicateId(id.as_str().to_owned()));
-            }
-            let seed = KeyBytes::from_base64(id.as_str(), material)?;
-            let der = Zeroizing::new([&PKCS8_ED25519[..], &seed.0].concat());
-            keys.push((id, EncodingKey::from_ed_der(&der)));
-        }
+        let keys: Vec<(KeyId, EncodingKey)> = parse_ring(text)?
+            .into_iter()
+            .map(|(id, seed)| {
+                let der = Zeroizing::new([&PKCS8_ED25519[..], &seed.0].concat());
+                (id, EncodingKey::from_ed_der(&der))
+            })
+            .collect();
         let mut verifiers = Vec::with_capacity(keys.len());
         let mut jwks = JwkSet { keys: Vec::new() };
         for (id, key) in &keys {
@@ -358,64 +351,6 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64
-    }
-
-    /// The independent `jsonwebtoken` crate accepts our token, knowing only the JWKS `x`.
-    #[test]
-    fn jsonwebtoken_verifies_our_token_from_the_jwks_alone() {
-        use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-
-        let keys = ring();
-        let now = unix_now();
-        let mut claims = claims_at(now, Audience::Staff);
-        claims.role = Some("owner".to_owned());
-        let token = keys.sign(&claims);
-
-        let jwks = serde_json::to_value(keys.jwks()).unwrap();
-        let header = decode_header(&token).unwrap();
-        let kid = header.kid.as_deref().unwrap();
-        let jwk = jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["kid"] == kid)
-            .unwrap();
-        let key = DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_audience(&["staff"]);
-        validation.set_issuer(&[ISS]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_nbf = true;
-        let decoded = decode::<Claims>(&token, &key, &validation).unwrap();
-        assert_eq!(decoded.claims, claims);
-
-        // and it refuses the token where the customer audience is expected
-        validation.set_audience(&["customer"]);
-        assert!(decode::<Claims>(&token, &key, &validation).is_err());
-    }
-
-    /// And we accept a token made by `jsonwebtoken` from the same seed (PKCS#8 v1 wrapping, RFC 8410).
-    #[test]
-    fn we_verify_a_token_made_by_jsonwebtoken() {
-        use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        der.extend_from_slice(&STANDARD.decode(SEED_OLD).unwrap());
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some("old".to_owned());
-        let token = encode(
-            &header,
-            &claims(Audience::Customer),
-            &EncodingKey::from_ed_der(&der),
-        )
-        .unwrap();
-        assert_eq!(
-            verify(&ring(), &token, &expect(Audience::Customer)),
-            Ok(claims(Audience::Customer))
-        );
     }
 
     #[test]

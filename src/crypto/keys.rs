@@ -136,25 +136,35 @@ pub struct MasterKeyRing {
     keys: Vec<CipherKey>,
 }
 
+/// A key ring written `kid:base64,kid:base64,…` (32 bytes each), in its order: the first is the active one.
+/// Empty entries are skipped; an empty ring, a malformed entry, a bad id or key, or an id twice is refused.
+pub(crate) fn parse_ring(text: &str) -> Result<Vec<(KeyId, KeyBytes)>, KeyError> {
+    let mut keys: Vec<(KeyId, KeyBytes)> = Vec::new();
+    for (i, entry) in text.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        let (kid, material) = entry.split_once(':').ok_or(KeyError::Malformed(i + 1))?;
+        let id = KeyId::parse(kid.trim())?;
+        if keys.iter().any(|(known, _)| *known == id) {
+            return Err(KeyError::DuplicateId(id.0));
+        }
+        let bytes = KeyBytes::from_base64(id.as_str(), material)?;
+        keys.push((id, bytes));
+    }
+    if keys.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    Ok(keys)
+}
+
 impl MasterKeyRing {
-    /// Parses `kid:base64,kid:base64,…`.
+    /// Parses `kid:base64,kid:base64,…` (`parse_ring`).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let mut keys: Vec<CipherKey> = Vec::new();
-        for (i, entry) in text.split(',').map(str::trim).enumerate() {
-            if entry.is_empty() {
-                continue;
-            }
-            let (kid, material) = entry.split_once(':').ok_or(KeyError::Malformed(i + 1))?;
-            let id = KeyId::parse(kid.trim())?;
-            if keys.iter().any(|k| k.id == id) {
-                return Err(KeyError::DuplicateId(id.0));
-            }
-            let bytes = KeyBytes::from_base64(id.as_str(), material)?;
-            keys.push(CipherKey::new(id, &bytes));
-        }
-        if keys.is_empty() {
-            return Err(KeyError::Empty);
-        }
+        let keys = parse_ring(text)?
+            .into_iter()
+            .map(|(id, bytes)| CipherKey::new(id, &bytes))
+            .collect();
         Ok(Self { keys })
     }
 

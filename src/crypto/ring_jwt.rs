@@ -1,17 +1,17 @@
 //! The cryptography under `jsonwebtoken`: *ring*, the library rustls already runs on, plugged in through the
 //! crate's own `CryptoProvider` seam. The crate's bundled RustCrypto provider would bring a second
-//! generation of the RustCrypto crates and the `rsa` crate (RUSTSEC-2023-0071, no fixed version); *ring* does
-//! every algorithm JWS names here: HMAC, EdDSA, ECDSA P-256/P-384, RSA PKCS#1 v1.5 and PSS.
+//! generation of the RustCrypto crates and the `rsa` crate (RUSTSEC-2023-0071, no fixed version).
 //!
-//! `install` must run before `jsonwebtoken` signs or verifies anything; every function of `jwt` and
-//! `attestation` that uses it calls it first (it runs once).
+//! It does the algorithms shopd's tokens use: EdDSA (access tokens) and HMAC (attestation tokens). Another
+//! one (RS256 for Apple's and Google's ID tokens, ES256 for Play Integrity) is an arm here, on *ring*'s own
+//! verifier. `install` must run before `jsonwebtoken` signs or verifies anything; the key parsers of `jwt`
+//! and `attestation` call it (it runs once).
 
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
-use jsonwebtoken::errors::{Error, ErrorKind, Result};
+use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::jwk::EllipticCurve;
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
 use ring::hmac;
-use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair};
 
 static PROVIDER: CryptoProvider = CryptoProvider {
@@ -35,16 +35,13 @@ pub fn install() {
 enum SigningKey {
     Hmac(hmac::Key),
     Ed25519(sig::Ed25519KeyPair),
-    Ecdsa(sig::EcdsaKeyPair),
-    Rsa(sig::RsaKeyPair, &'static dyn sig::RsaEncoding),
 }
 
 struct Signer(Algorithm, SigningKey);
 
 enum VerifyingKey {
     Hmac(hmac::Key),
-    Public(&'static dyn sig::VerificationAlgorithm, Vec<u8>),
-    RsaComponents(&'static sig::RsaParameters, Vec<u8>, Vec<u8>),
+    Ed25519(Vec<u8>),
 }
 
 struct Verifier(Algorithm, VerifyingKey);
@@ -58,108 +55,42 @@ fn hmac_of(alg: Algorithm) -> Option<hmac::Algorithm> {
     }
 }
 
-fn rsa_of(alg: Algorithm) -> Option<(&'static sig::RsaParameters, &'static dyn sig::RsaEncoding)> {
-    Some(match alg {
-        Algorithm::RS256 => (&sig::RSA_PKCS1_2048_8192_SHA256, &sig::RSA_PKCS1_SHA256),
-        Algorithm::RS384 => (&sig::RSA_PKCS1_2048_8192_SHA384, &sig::RSA_PKCS1_SHA384),
-        Algorithm::RS512 => (&sig::RSA_PKCS1_2048_8192_SHA512, &sig::RSA_PKCS1_SHA512),
-        Algorithm::PS256 => (&sig::RSA_PSS_2048_8192_SHA256, &sig::RSA_PSS_SHA256),
-        Algorithm::PS384 => (&sig::RSA_PSS_2048_8192_SHA384, &sig::RSA_PSS_SHA384),
-        Algorithm::PS512 => (&sig::RSA_PSS_2048_8192_SHA512, &sig::RSA_PSS_SHA512),
-        _ => return None,
-    })
-}
-
-fn ecdsa_of(
-    alg: Algorithm,
-) -> Option<(
-    &'static sig::EcdsaSigningAlgorithm,
-    &'static sig::EcdsaVerificationAlgorithm,
-)> {
-    match alg {
-        Algorithm::ES256 => Some((
-            &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &sig::ECDSA_P256_SHA256_FIXED,
-        )),
-        Algorithm::ES384 => Some((
-            &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
-            &sig::ECDSA_P384_SHA384_FIXED,
-        )),
-        _ => None,
-    }
-}
-
-fn invalid_key(alg: Algorithm) -> Error {
-    match alg {
-        Algorithm::EdDSA => ErrorKind::InvalidEddsaKey.into(),
-        Algorithm::ES256 | Algorithm::ES384 => ErrorKind::InvalidEcdsaKey.into(),
-        _ => ErrorKind::InvalidKeyFormat.into(),
-    }
-}
-
 fn signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
-    let (alg, der) = (*alg, key.as_bytes());
-    if key.family() != alg.family() {
-        return Err(ErrorKind::InvalidAlgorithm.into());
-    }
-    let key = if let Some(hmac) = hmac_of(alg) {
-        SigningKey::Hmac(hmac::Key::new(hmac, der))
-    } else if let Some((_, encoding)) = rsa_of(alg) {
-        let pair = sig::RsaKeyPair::from_der(der).or_else(|_| sig::RsaKeyPair::from_pkcs8(der));
-        SigningKey::Rsa(pair.map_err(|_| invalid_key(alg))?, encoding)
-    } else if let Some((signing, _)) = ecdsa_of(alg) {
-        let pair = sig::EcdsaKeyPair::from_pkcs8(signing, der, &SystemRandom::new());
-        SigningKey::Ecdsa(pair.map_err(|_| invalid_key(alg))?)
-    } else {
-        let pair = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der);
-        SigningKey::Ed25519(pair.map_err(|_| invalid_key(alg))?)
+    let key = match (hmac_of(*alg), *alg) {
+        (Some(hmac), _) if key.family() == alg.family() => {
+            SigningKey::Hmac(hmac::Key::new(hmac, key.as_bytes()))
+        }
+        (None, Algorithm::EdDSA) if key.family() == alg.family() => SigningKey::Ed25519(
+            sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes())
+                .map_err(|_| ErrorKind::InvalidEddsaKey)?,
+        ),
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
     };
-    Ok(Box::new(Signer(alg, key)))
+    Ok(Box::new(Signer(*alg, key)))
 }
 
 fn verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
-    let alg = *alg;
-    if key.family() != alg.family() {
-        return Err(ErrorKind::InvalidAlgorithm.into());
-    }
-    let key = match (key.kind(), hmac_of(alg), rsa_of(alg), ecdsa_of(alg)) {
-        (DecodingKeyKind::SecretOrDer(secret), Some(hmac), ..) => {
-            VerifyingKey::Hmac(hmac::Key::new(hmac, secret))
-        }
-        (DecodingKeyKind::RsaModulusExponent { n, e }, _, Some((rsa, _)), _) => {
-            VerifyingKey::RsaComponents(rsa, n.clone(), e.clone())
-        }
-        (DecodingKeyKind::SecretOrDer(der), _, Some((rsa, _)), _) => {
-            VerifyingKey::Public(rsa, der.clone())
-        }
-        (DecodingKeyKind::SecretOrDer(point), _, _, Some((_, ecdsa))) => {
-            VerifyingKey::Public(ecdsa, point.clone())
-        }
-        (DecodingKeyKind::SecretOrDer(public), ..) if alg == Algorithm::EdDSA => {
-            VerifyingKey::Public(&sig::ED25519, public.clone())
-        }
-        _ => return Err(invalid_key(alg)),
+    let DecodingKeyKind::SecretOrDer(bytes) = key.kind() else {
+        return Err(ErrorKind::InvalidKeyFormat.into());
     };
-    Ok(Box::new(Verifier(alg, key)))
+    let key = match (hmac_of(*alg), *alg) {
+        (Some(hmac), _) if key.family() == alg.family() => {
+            VerifyingKey::Hmac(hmac::Key::new(hmac, bytes))
+        }
+        (None, Algorithm::EdDSA) if key.family() == alg.family() => {
+            VerifyingKey::Ed25519(bytes.clone())
+        }
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+    };
+    Ok(Box::new(Verifier(*alg, key)))
 }
 
 impl signature::Signer<Vec<u8>> for Signer {
     fn try_sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
-        let rng = SystemRandom::new();
-        match &self.1 {
-            SigningKey::Hmac(key) => Ok(hmac::sign(key, msg).as_ref().to_vec()),
-            SigningKey::Ed25519(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
-            SigningKey::Ecdsa(pair) => pair
-                .sign(&rng, msg)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| signature::Error::new()),
-            SigningKey::Rsa(pair, encoding) => {
-                let mut out = vec![0; pair.public().modulus_len()];
-                pair.sign(*encoding, &rng, msg, &mut out)
-                    .map_err(|_| signature::Error::new())?;
-                Ok(out)
-            }
-        }
+        Ok(match &self.1 {
+            SigningKey::Hmac(key) => hmac::sign(key, msg).as_ref().to_vec(),
+            SigningKey::Ed25519(pair) => pair.sign(msg).as_ref().to_vec(),
+        })
     }
 }
 
@@ -173,11 +104,8 @@ impl signature::Verifier<Vec<u8>> for Verifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> std::result::Result<(), signature::Error> {
         let checked = match &self.1 {
             VerifyingKey::Hmac(key) => hmac::verify(key, msg, signature),
-            VerifyingKey::Public(alg, key) => {
-                sig::UnparsedPublicKey::new(*alg, key).verify(msg, signature)
-            }
-            VerifyingKey::RsaComponents(params, n, e) => {
-                sig::RsaPublicKeyComponents { n, e }.verify(params, msg, signature)
+            VerifyingKey::Ed25519(public) => {
+                sig::UnparsedPublicKey::new(&sig::ED25519, public).verify(msg, signature)
             }
         };
         checked.map_err(|_| signature::Error::new())

@@ -49,7 +49,8 @@ async fn the_whole_flow_with_a_code_read_from_the_sms_provider() {
     assert!(pair["refresh_expires_in"].as_u64().unwrap() > 6 * 86_400);
     let customer_id = s(&pair["customer_id"]).to_owned();
 
-    // The access token, checked by an independent JWT implementation from the published key alone.
+    // The access token, checked by a standard JWT library from the published key alone, as a client of the
+    // JWKS would.
     let jwks: Value = app
         .get("/.well-known/jwks.json")
         .await
