@@ -14,6 +14,7 @@ use super::auth::{RefreshRequest, TokenPair, no_store};
 use super::authn::{bearer, user_agent};
 use super::edge::client_ip;
 use super::json::ApiJson;
+use super::products::MoneyView;
 use super::request_context::RequestId;
 use crate::auth::claims::{self, Audience, Expectations};
 use crate::domain::Sensitive;
@@ -294,21 +295,6 @@ pub struct StaffOrderLineView {
     payment_review: bool,
     needs_refund: bool,
     created_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MoneyView {
-    amount: i64,
-    currency: String,
-}
-
-impl From<crate::domain::Money> for MoneyView {
-    fn from(m: crate::domain::Money) -> Self {
-        Self {
-            amount: m.amount,
-            currency: m.currency,
-        }
-    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -224,7 +224,8 @@ impl Identity {
             store,
             "The phone number or the password is wrong.",
             move |conn, key, account| {
-                tokens.start_after_login(conn, key, Audience::Customer, &account.id, None, &client)
+                super::throttle::clear_login_failures(conn, key)?;
+                tokens.start(conn, Audience::Customer, &account.id, None, &client)
             },
         )
         .await

@@ -30,8 +30,8 @@ pub fn invalid_credentials(detail: &str) -> AppError {
 }
 
 /// Checks `password` for the account under `account_key` and, when it matches, starts a session with `start`,
-/// which also clears the account's failed logins (`TokenIssuer::start_after_login`): one statement on
-/// PostgreSQL, made without a transaction around it unless the stored hash is upgraded first.
+/// which also clears the account's failed logins, in one transaction (with the upgrade of the stored hash,
+/// when it has older parameters).
 /// A wrong password and an unknown account give the same `invalid_credentials` in the same time. A login
 /// refused by the per-account back-off is counted in `metrics` (`login_throttled{by="account"}`).
 #[allow(clippy::too_many_arguments)]

@@ -220,21 +220,6 @@ impl TokenIssuer {
         self.issue(conn, &row, audience, None, row.created_at)
     }
 
-    /// `start` after a password login, clearing the account's failed logins (`throttle`) with it, in the
-    /// caller's transaction.
-    pub fn start_after_login(
-        &self,
-        conn: &mut DbConnection,
-        account_key: &[u8],
-        audience: Audience,
-        subject_id: &str,
-        role: Option<&str>,
-        client: &str,
-    ) -> AppResult<Issued> {
-        super::throttle::clear_login_failures(conn, account_key)?;
-        self.start(conn, audience, subject_id, role, client)
-    }
-
     fn issue(
         &self,
         conn: &mut DbConnection,

@@ -68,12 +68,6 @@ impl Failure {
     }
 }
 
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason())
-    }
-}
-
 /// The Authorization headers of a request, as far as the binding is concerned.
 #[derive(Debug, Clone, Copy)]
 pub enum Authorization<'a> {

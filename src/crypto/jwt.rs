@@ -256,6 +256,18 @@ mod tests {
         format!("{input}.{signature}")
     }
 
+    /// A header naming our active key.
+    const HEADER: &str = r#"{"alg":"EdDSA","kid":"new"}"#;
+
+    /// `payload` signed by our active key under `header`, verified where a customer token is expected.
+    fn with_header(keys: &SigningKeys, header: &str, payload: &[u8]) -> Result<Claims, TokenError> {
+        verify(
+            keys,
+            &forge(keys, header, payload),
+            &expect(Audience::Customer),
+        )
+    }
+
     fn segments(token: &str) -> Vec<String> {
         token.split('.').map(str::to_owned).collect()
     }
@@ -415,11 +427,7 @@ mod tests {
         ] {
             let header = json!({"alg": alg, "kid": "new"}).to_string();
             assert_eq!(
-                verify(
-                    &keys,
-                    &forge(&keys, &header, &payload),
-                    &expect(Audience::Customer)
-                ),
+                with_header(&keys, &header, &payload),
                 Err(TokenError::UnsupportedAlgorithm),
                 "{alg}"
             );
@@ -430,11 +438,7 @@ mod tests {
             r#"{"alg":null}"#,
         ] {
             assert_eq!(
-                verify(
-                    &keys,
-                    &forge(&keys, header, &payload),
-                    &expect(Audience::Customer)
-                ),
+                with_header(&keys, header, &payload),
                 Err(TokenError::Malformed),
                 "{header}"
             );
@@ -454,25 +458,14 @@ mod tests {
             "not json",
         ] {
             assert_eq!(
-                verify(
-                    &keys,
-                    &forge(&keys, header, &payload),
-                    &expect(Audience::Customer)
-                ),
+                with_header(&keys, header, &payload),
                 Err(TokenError::Malformed),
                 "{header}"
             );
         }
         // members we do not use are ignored, and never used to find a key
         let header = r#"{"alg":"EdDSA","kid":"new","typ":"jwt","jku":"https://evil.example/jwks","x5u":"x"}"#;
-        assert!(
-            verify(
-                &keys,
-                &forge(&keys, header, &payload),
-                &expect(Audience::Customer)
-            )
-            .is_ok()
-        );
+        assert!(with_header(&keys, header, &payload).is_ok());
     }
 
     #[test]
@@ -487,11 +480,7 @@ mod tests {
             r#"{"alg":"EdDSA","typ":"JWT"}"#,
         ] {
             assert_eq!(
-                verify(
-                    &keys,
-                    &forge(&keys, header, &payload),
-                    &expect(Audience::Customer)
-                ),
+                with_header(&keys, header, &payload),
                 Err(TokenError::UnknownKey),
                 "{header}"
             );
@@ -729,22 +718,17 @@ mod tests {
             &as_array,
         ] {
             assert_eq!(
-                verify(
-                    &keys,
-                    &forge(&keys, r#"{"alg":"EdDSA","kid":"new"}"#, payload),
-                    &expect
-                ),
+                with_header(&keys, HEADER, payload),
                 Err(TokenError::Malformed)
             );
         }
         let mut missing_exp = serde_json::to_value(claims(Audience::Customer)).unwrap();
         missing_exp.as_object_mut().unwrap().remove("exp");
-        let token = forge(
-            &keys,
-            r#"{"alg":"EdDSA","kid":"new"}"#,
-            missing_exp.to_string().as_bytes(),
+        let missing_exp = missing_exp.to_string();
+        assert_eq!(
+            with_header(&keys, HEADER, missing_exp.as_bytes()),
+            Err(TokenError::Malformed)
         );
-        assert_eq!(verify(&keys, &token, &expect), Err(TokenError::Malformed));
     }
 
     #[test]

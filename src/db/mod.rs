@@ -273,61 +273,49 @@ where
     .map_err(|e| DbError::Task(e.to_string()))?
 }
 
-pub fn run_pending_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
-    let applied = match conn {
-        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        DbConnection::Postgresql(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map(|v| v.len()),
+/// `$work` on the backend's own connection `$c` with its migrations `$m`, its error a `DbError::Migration`.
+macro_rules! with_migrations {
+    ($conn:expr, |$c:ident, $m:ident| $work:expr) => {
+        match $conn {
+            DbConnection::Sqlite($c) => {
+                let $m = SQLITE_MIGRATIONS;
+                $work
+            }
+            DbConnection::Postgresql($c) => {
+                let $m = POSTGRES_MIGRATIONS;
+                $work
+            }
+        }
+        .map_err(|e| DbError::Migration(e.to_string()))
     };
-    applied.map_err(|e| DbError::Migration(e.to_string()))
+}
+
+pub fn run_pending_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
+    with_migrations!(conn, |c, m| c.run_pending_migrations(m).map(|v| v.len()))
 }
 
 pub fn has_pending_migrations(conn: &mut DbConnection) -> Result<bool, DbError> {
-    let pending = match conn {
-        DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
-        DbConnection::Postgresql(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
-    };
-    pending.map_err(|e| DbError::Migration(e.to_string()))
+    with_migrations!(conn, |c, m| c.has_pending_migration(m))
 }
 
 /// Reverts every applied migration, newest first. For the migration tests and for operators only.
 pub fn revert_all_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
-    let reverted = match conn {
-        DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        DbConnection::Postgresql(c) => c
-            .revert_all_migrations(POSTGRES_MIGRATIONS)
-            .map(|v| v.len()),
-    };
-    reverted.map_err(|e| DbError::Migration(e.to_string()))
+    with_migrations!(conn, |c, m| c.revert_all_migrations(m).map(|v| v.len()))
 }
 
 /// Reverts the newest applied migration.
 pub fn revert_last_migration(conn: &mut DbConnection) -> Result<(), DbError> {
-    let reverted = match conn {
-        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
-        DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ()),
-    };
-    reverted.map_err(|e| DbError::Migration(e.to_string()))
+    with_migrations!(conn, |c, m| c.revert_last_migration(m).map(|_| ()))
 }
 
 /// Applies the oldest pending migration.
 pub fn run_next_migration(conn: &mut DbConnection) -> Result<bool, DbError> {
-    fn next<C: MigrationHarness<B>, B: diesel::backend::Backend>(
-        c: &mut C,
-        source: EmbeddedMigrations,
-    ) -> diesel::migration::Result<bool> {
-        let pending = c.pending_migrations(source)?;
+    with_migrations!(conn, |c, m| c.pending_migrations(m).and_then(|pending| {
         match pending.first() {
-            Some(m) => c.run_migration(m.as_ref()).map(|_| true),
+            Some(next) => c.run_migration(next.as_ref()).map(|_| true),
             None => Ok(false),
         }
-    }
-    let ran = match conn {
-        DbConnection::Sqlite(c) => next(c, SQLITE_MIGRATIONS),
-        DbConnection::Postgresql(c) => next(c, POSTGRES_MIGRATIONS),
-    };
-    ran.map_err(|e| DbError::Migration(e.to_string()))
+    }))
 }
 
 /// Whether `conn` is inside a transaction already.

@@ -153,10 +153,6 @@ impl Orders {
         }
     }
 
-    pub fn provider_name(&self) -> &'static str {
-        self.payments.name()
-    }
-
     /// `GET /v1/products`.
     pub async fn products(&self, page: PageRequest) -> AppResult<Page<Product>> {
         self.db

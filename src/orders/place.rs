@@ -7,7 +7,7 @@
 //!    lines and its first event. Anything refused here rolls back whole, the claim with it: the key is
 //!    forgotten. (On SQLite the transaction is a job of the writer thread: see `db::sqlite_writer`.)
 //! 3. Create the payment with the provider, outside any transaction (a network call never holds a lock).
-//! 4. Store the payment id on the order and the response under the key (one statement on PostgreSQL).
+//! 4. Store the payment id on the order and the response under the key, in one transaction.
 //!
 //! When the provider fails at step 3, the order stays `pending_payment` with its stock held, the claim is
 //! released, and the answer is 502 `payment_provider_unavailable`. The same request again (same key, same body)

@@ -221,26 +221,9 @@ pub fn detail(
     order_id: &str,
     customer_id: Option<&str>,
 ) -> AppResult<OrderDetail> {
-    // The order and its lines in one query (one round trip; every order has at least one line), and two
-    // fixed queries rather than one boxed query: diesel keeps the prepared statement of a fixed query on its
-    // connection, and prepares a boxed one again on every call.
-    let joined = orders::table
-        .inner_join(order_items::table)
-        .filter(orders::id.eq(order_id));
-    let rows: Vec<DetailRow> = match customer_id {
-        Some(customer_id) => joined
-            .filter(orders::customer_id.eq(customer_id))
-            .select(DETAIL_COLUMNS)
-            .order(order_items::line)
-            .load(conn)?,
-        None => joined
-            .select(DETAIL_COLUMNS)
-            .order(order_items::line)
-            .load(conn)?,
-    };
-    match detail_of(rows) {
-        Some((_, detail)) => detail,
-        None => Err(AppError::NotFound),
+    match details(conn, &[order_id])?.remove(order_id) {
+        Some((owner, detail)) if customer_id.is_none_or(|c| c == owner) => Ok(detail),
+        _ => Err(AppError::NotFound),
     }
 }
 

@@ -332,9 +332,9 @@ impl Staff {
             store,
             "The e-mail or the password is wrong.",
             move |conn, key, account| {
-                tokens.start_after_login(
+                crate::auth::throttle::clear_login_failures(conn, key)?;
+                tokens.start(
                     conn,
-                    key,
                     Audience::Staff,
                     &account.id,
                     account.role.as_deref(),

@@ -61,12 +61,22 @@ impl Default for Metrics {
     }
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+/// `metric`, registered in `registry`.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
     registry
-        .register(Box::new(vec.clone()))
+        .register(Box::new(metric.clone()))
         .expect("each metric is registered once");
-    vec
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric"),
+    )
 }
 
 impl Metrics {
@@ -78,18 +88,18 @@ impl Metrics {
             "HTTP requests answered, by method, route pattern and status.",
             &["method", "route", "status"],
         );
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "Time from the request head to the response, by method, route pattern and status.",
+        let http_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "http_request_duration_seconds",
+                    "Time from the request head to the response, by method, route pattern and status.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["method", "route", "status"],
             )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["method", "route", "status"],
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("registered once");
+            .expect("a valid metric"),
+        );
         let attestation_checks = counter(
             &registry,
             "attestation_checks_total",
@@ -144,31 +154,31 @@ impl Metrics {
             "E-mail outbox of this instance, by outcome (sent, dropped, failed_attempts, failed).",
             &["outcome"],
         );
-        let session_checks_in_database = IntCounter::new(
-            "session_checks_in_database_total",
-            "Access tokens whose session was looked up in the database because the ended-session view \
-             was stale (older than 900 ms: its re-reads are failing or slow).",
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(session_checks_in_database.clone()))
-            .expect("registered once");
-        let db_connections = IntGaugeVec::new(
-            Opts::new(
-                "db_pool_connections",
-                "Database pool connections by state (idle, in_use), at the time of the scrape.",
-            ),
-            &["state"],
-        )
-        .expect("a valid metric");
-        registry
-            .register(Box::new(db_connections.clone()))
-            .expect("registered once");
-        let db_pool_max = IntGauge::new("db_pool_max_connections", "Largest size of the pool.")
-            .expect("a valid metric");
-        registry
-            .register(Box::new(db_pool_max.clone()))
-            .expect("registered once");
+        let session_checks_in_database = registered(
+            &registry,
+            IntCounter::new(
+                "session_checks_in_database_total",
+                "Access tokens whose session was looked up in the database because the ended-session \
+                 view was stale (older than 900 ms: its re-reads are failing or slow).",
+            )
+            .expect("a valid metric"),
+        );
+        let db_connections = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "db_pool_connections",
+                    "Database pool connections by state (idle, in_use), at the time of the scrape.",
+                ),
+                &["state"],
+            )
+            .expect("a valid metric"),
+        );
+        let db_pool_max = registered(
+            &registry,
+            IntGauge::new("db_pool_max_connections", "Largest size of the pool.")
+                .expect("a valid metric"),
+        );
 
         // Known label values start at 0, so dashboards and alerts see the series before the first event.
         attestation_checks.with_label_values(&["passed"]);
