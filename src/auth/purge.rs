@@ -59,7 +59,7 @@ pub fn spawn(db: Db) {
         let mut tick = tokio::time::interval(INTERVAL);
         loop {
             tick.tick().await;
-            match db.run(|conn| purge(conn).map_err(DbError::from)).await {
+            match db.write(|conn| purge(conn).map_err(DbError::from)).await {
                 Ok(purged) if purged != Purged::default() => {
                     tracing::info!(?purged, "identity records purged")
                 }

@@ -221,7 +221,7 @@ impl Identity {
             tracing::warn!(error = %e, "the verification text was not sent");
             let vid = verification_id.to_owned();
             self.db
-                .run(move |conn| {
+                .write(move |conn| {
                     diesel::update(verifications::table.find(vid))
                         .set(verifications::last_sent_at.eq(None::<NaiveDateTime>))
                         .execute(conn)

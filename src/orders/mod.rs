@@ -247,7 +247,7 @@ impl Orders {
     /// Purges idempotency keys older than 24 hours.
     pub async fn purge_idempotency_keys(&self) -> AppResult<usize> {
         self.db
-            .run(move |conn| Ok(idempotency::purge(conn, now())?))
+            .write(move |conn| Ok(idempotency::purge(conn, now())?))
             .await
     }
 

@@ -271,7 +271,7 @@ impl Webhooks {
         let cutoff = now()
             - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::days(90));
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::delete(webhook_events::table.filter(webhook_events::received_at.lt(cutoff)))
                     .execute(conn)
                     .map_err(DbError::from)
