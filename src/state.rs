@@ -79,7 +79,12 @@ impl AppState {
             metrics: metrics.clone(),
             hasher,
         });
-        let staff = Staff::new(db.clone(), vault.clone(), &identity);
+        let staff = Staff::new(
+            db.clone(),
+            vault.clone(),
+            &identity,
+            config.identity.clerks_need_second_factor,
+        );
         let orders = Orders::new(OrdersParts {
             db: db.clone(),
             vault: vault.clone(),

@@ -51,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(me::erase)),
         )
         .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
+        .configure(crate::console::routes)
         .configure(staff::routes)
         .configure(webhooks::routes)
         .service(web::resource("/v1/products").route(web::get().to(products::list)))

@@ -211,6 +211,15 @@ pub struct OrderDetailView {
     total: MoneyView,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
+    /// The carrier and tracking number, once the order is shipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shipment: Option<ShipmentView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ShipmentView {
+    carrier: String,
+    tracking_number: String,
 }
 
 impl From<OrderDetail> for OrderDetailView {
@@ -231,6 +240,10 @@ impl From<OrderDetail> for OrderDetailView {
             total: d.total.into(),
             created_at: d.created_at.and_utc(),
             updated_at: d.updated_at.and_utc(),
+            shipment: d.shipment.map(|s| ShipmentView {
+                carrier: s.carrier,
+                tracking_number: s.tracking_number,
+            }),
         }
     }
 }

@@ -165,11 +165,19 @@ fn is_problem(response: &HttpResponse<impl MessageBody>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
 }
 
+fn is_html(response: &HttpResponse<impl MessageBody>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+}
+
 /// For `ErrorHandlers::default_handler`: any error response that is not problem+json yet becomes one.
 pub fn ensure_problem_json<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    if is_problem(res.response()) {
+    // The staff console's own pages say what went wrong in HTML.
+    if is_problem(res.response()) || is_html(res.response()) {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -144,6 +144,10 @@ pub struct StaffLoginRequest {
     email: String,
     #[schema(value_type = String)]
     password: Sensitive<String>,
+    /// The second factor, once the member has one: six digits from the authenticator app, or a recovery code.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    code: Option<Sensitive<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,7 +177,9 @@ pub struct ContactView {
 
 /// Staff login.
 #[utoipa::path(post, path = "/v1/staff/auth/login", operation_id = "staffLogin", tag = "staff", request_body = StaffLoginRequest,
-    responses((status = 200, description = "Signed in: a token pair", body = TokenPair), (status = 401, description = "invalid_credentials")))]
+    responses((status = 200, description = "Signed in: a token pair", body = TokenPair),
+        (status = 401, description = "invalid_credentials, second_factor_required, invalid_second_factor"),
+        (status = 403, description = "second_factor_enrolment_required: set up a factor in the console at /staff/ first")))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -182,7 +188,13 @@ pub async fn login(
     let b = body.0;
     let issued = state
         .staff
-        .login(&b.email, b.password, client_ip(&req), user_agent(&req))
+        .login(
+            &b.email,
+            b.password,
+            b.code,
+            client_ip(&req),
+            user_agent(&req),
+        )
         .await?;
     Ok(no_store(
         HttpResponse::Ok().json(TokenPair::from(issued, false)),
@@ -343,6 +355,10 @@ pub struct StaffOrderView {
 pub struct TransitionRequest {
     to: String,
     note: Option<String>,
+    /// With `shipped`: the carrier, shown to the customer's app with the tracking number.
+    carrier: Option<String>,
+    /// With `shipped`: the carrier's tracking number.
+    tracking_number: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -548,9 +564,23 @@ pub async fn transition(
             .take(crate::orders::state::MAX_NOTE_CHARS)
             .collect::<String>()
     });
+    let shipment = match (b.carrier, b.tracking_number) {
+        (None, None) => None,
+        (carrier, tracking) => Some(crate::staff::orders::parse_shipment(
+            carrier.as_deref().unwrap_or_default(),
+            tracking.as_deref().unwrap_or_default(),
+        )?),
+    };
     state
         .staff
-        .change_order(&state.orders, (&who.staff_id, who.role), &id, to, note)
+        .change_order(
+            &state.orders,
+            (&who.staff_id, who.role),
+            &id,
+            to,
+            note,
+            shipment,
+        )
         .await?;
     order(state, who, id).await
 }

@@ -4,7 +4,7 @@
 use diesel::QueryResult;
 
 use super::passwords::Hasher;
-use super::sessions::{Issued, now};
+use super::sessions::now;
 use super::throttle;
 use crate::db::{Db, DbConnection};
 use crate::domain::Sensitive;
@@ -35,7 +35,7 @@ pub fn invalid_credentials(detail: &str) -> AppError {
 /// A wrong password and an unknown account give the same `invalid_credentials` in the same time. A login
 /// refused by the per-account back-off is counted in `metrics` (`login_throttled{by="account"}`).
 #[allow(clippy::too_many_arguments)]
-pub async fn password_login<Find, Rehash, Start>(
+pub async fn password_login<Find, Rehash, Start, Started>(
     db: &Db,
     metrics: &Metrics,
     hasher: &Hasher,
@@ -44,11 +44,12 @@ pub async fn password_login<Find, Rehash, Start>(
     store: AccountStore<Find, Rehash>,
     failure_detail: &'static str,
     start: Start,
-) -> AppResult<Issued>
+) -> AppResult<Started>
 where
     Find: FnOnce(&mut DbConnection, &[u8]) -> QueryResult<Option<Account>> + Send + 'static,
     Rehash: FnOnce(&mut DbConnection, &str, String) -> QueryResult<usize> + Send + 'static,
-    Start: FnOnce(&mut DbConnection, &[u8], &Account) -> AppResult<Issued> + Send + 'static,
+    Start: FnOnce(&mut DbConnection, &[u8], &Account) -> AppResult<Started> + Send + 'static,
+    Started: Send + 'static,
 {
     let key = account_key.clone();
     let find = store.find;
@@ -82,7 +83,7 @@ where
     }
     let rehash = hasher.hash(password).await?;
     let store_rehash = store.store_rehash;
-    db.write(move |conn| -> AppResult<Issued> {
+    db.write(move |conn| -> AppResult<Started> {
         store_rehash(conn, &account.id, rehash)?;
         start(conn, &account_key, &account)
     })

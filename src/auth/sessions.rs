@@ -106,7 +106,7 @@ crate::column_tuple! {
 }
 
 impl SessionRow {
-    fn is_live(&self, now: NaiveDateTime, policy: SessionPolicy) -> bool {
+    pub fn is_live(&self, now: NaiveDateTime, policy: SessionPolicy) -> bool {
         self.ended_at.is_none() && self.expires_at > now && self.last_used_at + policy.idle > now
     }
 }
@@ -147,6 +147,32 @@ fn new_session(
         expires_at: now + secs(policy(audience).absolute),
         ended_at: None,
     }
+}
+
+/// Opens a session with no tokens yet: the staff console's sign-in (its cookie names the session), or the
+/// first step of `TokenIssuer::start`.
+pub fn open_session(
+    conn: &mut DbConnection,
+    audience: Audience,
+    subject_id: &str,
+    role: Option<&str>,
+    client: &str,
+) -> QueryResult<SessionRow> {
+    let row = new_session(audience, subject_id, role, client);
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(&row.id),
+            sessions::audience.eq(&row.audience),
+            sessions::subject_id.eq(&row.subject_id),
+            sessions::role.eq(&row.role),
+            sessions::client.eq(&row.client),
+            sessions::auth_time.eq(row.auth_time),
+            sessions::created_at.eq(row.created_at),
+            sessions::last_used_at.eq(row.last_used_at),
+            sessions::expires_at.eq(row.expires_at),
+        ))
+        .execute(conn)?;
+    Ok(row)
 }
 
 pub fn now() -> NaiveDateTime {
@@ -203,20 +229,7 @@ impl TokenIssuer {
         role: Option<&str>,
         client: &str,
     ) -> AppResult<Issued> {
-        let row = new_session(audience, subject_id, role, client);
-        diesel::insert_into(sessions::table)
-            .values((
-                sessions::id.eq(&row.id),
-                sessions::audience.eq(&row.audience),
-                sessions::subject_id.eq(&row.subject_id),
-                sessions::role.eq(&row.role),
-                sessions::client.eq(&row.client),
-                sessions::auth_time.eq(row.auth_time),
-                sessions::created_at.eq(row.created_at),
-                sessions::last_used_at.eq(row.last_used_at),
-                sessions::expires_at.eq(row.expires_at),
-            ))
-            .execute(conn)?;
+        let row = open_session(conn, audience, subject_id, role, client)?;
         self.issue(conn, &row, audience, None, row.created_at)
     }
 

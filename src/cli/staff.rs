@@ -43,6 +43,16 @@ fn read_password(from_stdin: bool) -> Result<Sensitive<String>, String> {
     Ok(Sensitive::new(first))
 }
 
+/// Where the console is, as the operator would type it.
+fn console_origin(state: &AppState) -> String {
+    let scheme = if state.config.edge.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", state.config.bind)
+}
+
 pub fn run(command: StaffCommand) -> Result<(), String> {
     let password = match &command {
         StaffCommand::Add { password_stdin, .. } => Some(read_password(*password_stdin)?),
@@ -59,6 +69,15 @@ pub fn run(command: StaffCommand) -> Result<(), String> {
                     .add(&email, role, password.expect("read above"))
                     .await?;
                 println!("added {role} {id}");
+                let factor = if state.staff.needs_factor(role) {
+                    "and set up the authenticator app their role needs (a QR code, then its first code)"
+                } else {
+                    "(an authenticator app is optional for clerks here; they can set one up later)"
+                };
+                println!(
+                    "they sign in to the staff console at {}/staff/ with this e-mail and password, {factor}",
+                    console_origin(&state)
+                );
             }
             StaffCommand::Disable { email } => {
                 let ended = state.staff.disable(&email).await?;

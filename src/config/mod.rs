@@ -136,6 +136,9 @@ pub struct IdentityConfig {
     /// ISO 3166-1 alpha-2 regions that may be texted; `None` (development only) allows every region.
     pub sms_allowed_regions: Option<Vec<String>>,
     pub password_hashing: PasswordHashing,
+    /// Whether a clerk needs a second factor to sign in (`STAFF_CLERK_SECOND_FACTOR`, `required` by default);
+    /// managers and admins always do.
+    pub clerks_need_second_factor: bool,
 }
 
 /// Which payment provider creates payments.
@@ -504,10 +507,21 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
             "production refuses an argon2 cost below m=19456 KiB, t=2",
         ));
     }
+    let clerks_need_second_factor = match vars.get("STAFF_CLERK_SECOND_FACTOR") {
+        None | Some("required") => true,
+        Some("optional") => false,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "STAFF_CLERK_SECOND_FACTOR",
+                format!("`{other}` is not `required` or `optional`"),
+            ));
+        }
+    };
     Ok(IdentityConfig {
         sms,
         sms_allowed_regions,
         password_hashing,
+        clerks_need_second_factor,
     })
 }
 

@@ -141,6 +141,8 @@ diesel::table! {
         expires_at -> Timestamp,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        carrier -> Nullable<Text>,
+        tracking_number -> Nullable<Text>,
     }
 }
 
@@ -193,6 +195,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    staff_factors (staff_id) {
+        staff_id -> Text,
+        secret -> Binary,
+        confirmed_at -> Nullable<Timestamp>,
+        last_step -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    staff_recovery_codes (code_hash) {
+        code_hash -> Binary,
+        staff_id -> Text,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    console_sessions (token_hash) {
+        token_hash -> Binary,
+        staff_id -> Text,
+        stage -> Text,
+        session_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Text,
         template -> Text,
@@ -240,6 +271,8 @@ diesel::table! {
 }
 
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(console_sessions -> sessions (session_id));
+diesel::joinable!(console_sessions -> staff (staff_id));
 diesel::joinable!(orders -> customers (customer_id));
 diesel::joinable!(order_items -> orders (order_id));
 diesel::joinable!(order_items -> products (product_id));
@@ -260,6 +293,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     order_events,
     staff,
     audit_log,
+    staff_factors,
+    staff_recovery_codes,
+    console_sessions,
     outbox,
     webhook_receipts,
     webhook_events,

@@ -176,6 +176,28 @@ pub fn list_active(
     ))
 }
 
+/// Every product, active or not, in id order after the cursor (the staff's list).
+pub fn list_all(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> AppResult<Page<Product>> {
+    let mut query = products::table
+        .select(ProductRow::as_select())
+        .order(products::id)
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(products::id.gt(after.to_owned()));
+    }
+    let rows: Vec<ProductRow> = query.load(conn)?;
+    Ok(Page::of(
+        rows.into_iter().map(Product::from).collect(),
+        limit,
+        |p| p.id.clone(),
+    ))
+}
+
 /// An active product; an inactive or unknown one is `NotFound`.
 pub fn get_active(conn: &mut DbConnection, id: &str) -> AppResult<Product> {
     products::table

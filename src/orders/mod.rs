@@ -160,13 +160,20 @@ impl Orders {
             .await
     }
 
-    /// `GET /v1/products/{id}`: an active product.
+    /// Every product, active or not (staff).
+    pub async fn all_products(&self, page: PageRequest) -> AppResult<Page<Product>> {
+        self.db
+            .run(move |conn| catalogue::list_all(conn, page.cursor.as_deref(), page.limit))
+            .await
+    }
+
     /// A product whether or not it is for sale (for staff).
     pub async fn product_any(&self, id: &str) -> AppResult<Product> {
         let id = id.to_owned();
         self.db.run(move |conn| catalogue::get(conn, &id)).await
     }
 
+    /// `GET /v1/products/{id}`: an active product.
     pub async fn product(&self, id: &str) -> AppResult<Product> {
         let id = id.to_owned();
         self.db

@@ -44,6 +44,15 @@ pub struct OrderDetail {
     pub total: Money,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Set when staff ship the order.
+    pub shipment: Option<Shipment>,
+}
+
+/// How an order travels: what the staff typed when they shipped it, shown to the customer's app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
 }
 
 /// Everything about an order but its lines and its address: what a webhook or a staff action decides on.
@@ -195,6 +204,8 @@ crate::column_tuple! {
     orders::currency,
     orders::created_at,
     orders::updated_at,
+    orders::carrier,
+    orders::tracking_number,
     order_items::product_id,
     order_items::name,
     order_items::quantity,
@@ -209,6 +220,8 @@ type DetailRow = (
     String,
     NaiveDateTime,
     NaiveDateTime,
+    Option<String>,
+    Option<String>,
     String,
     String,
     i32,
@@ -259,7 +272,7 @@ pub fn details(
 
 /// The detail of one order from its rows (one a line, in line order), and its customer; `None` without rows.
 fn detail_of(rows: Vec<DetailRow>) -> Option<(String, AppResult<OrderDetail>)> {
-    let (id, customer_id, status, amount, currency, created_at, updated_at, ..) =
+    let (id, customer_id, status, amount, currency, created_at, updated_at, carrier, tracking, ..) =
         rows.first().cloned()?;
     let items = rows
         .into_iter()
@@ -277,6 +290,12 @@ fn detail_of(rows: Vec<DetailRow>) -> Option<(String, AppResult<OrderDetail>)> {
         total: Money::new(amount, currency),
         created_at,
         updated_at,
+        shipment: carrier
+            .zip(tracking)
+            .map(|(carrier, tracking_number)| Shipment {
+                carrier,
+                tracking_number,
+            }),
     });
     Some((customer_id, detail))
 }

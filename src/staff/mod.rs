@@ -1,6 +1,8 @@
 //! Store staff: accounts made from the command line, login with the session machinery of customers (audience
 //! `staff`, 12 h absolute, 1 h idle), the audit log, and the personal-data reveals staff may make.
 
+pub mod console;
+pub mod factor;
 pub mod matrix;
 pub mod orders;
 
@@ -150,6 +152,7 @@ pub struct Staff {
     revocations: Revocations,
     logins_per_ip: AddressLimiter,
     metrics: Metrics,
+    clerks_need_factor: bool,
 }
 
 impl fmt::Debug for Staff {
@@ -159,7 +162,7 @@ impl fmt::Debug for Staff {
 }
 
 impl Staff {
-    pub fn new(db: Db, vault: Vault, identity: &Identity) -> Self {
+    pub fn new(db: Db, vault: Vault, identity: &Identity, clerks_need_factor: bool) -> Self {
         Self {
             db,
             vault,
@@ -168,6 +171,7 @@ impl Staff {
             revocations: identity.revocations.clone(),
             logins_per_ip: throttle::logins_per_address(),
             metrics: identity.metrics.clone(),
+            clerks_need_factor,
         }
     }
 
@@ -252,6 +256,71 @@ impl Staff {
         Ok(ended.len())
     }
 
+    /// An admin disables a colleague from the console (audited): every session of theirs ends at once.
+    pub async fn disable_member(
+        &self,
+        actor: &str,
+        staff_id: &str,
+        request_id: Option<String>,
+    ) -> AppResult<()> {
+        let (actor, id) = (actor.to_owned(), staff_id.to_owned());
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<Vec<String>> {
+                let changed = diesel::update(staff::table.find(&id))
+                    .set(staff::disabled_at.eq(Some(now())))
+                    .execute(conn)?;
+                if changed == 0 {
+                    return Err(AppError::NotFound);
+                }
+                audit(
+                    conn,
+                    &actor,
+                    "staff_disabled",
+                    ("staff", &id),
+                    request_id.as_deref(),
+                )?;
+                Ok(sessions::end_sessions_of(
+                    conn,
+                    &id,
+                    None,
+                    "staff_disabled",
+                )?)
+            })
+            .await?;
+        self.revocations.ended_here(&ended);
+        Ok(())
+    }
+
+    /// An admin changes a colleague's role (audited); it counts from their next request.
+    pub async fn change_role(
+        &self,
+        actor: &str,
+        staff_id: &str,
+        role: Role,
+        request_id: Option<String>,
+    ) -> AppResult<()> {
+        let (actor, id) = (actor.to_owned(), staff_id.to_owned());
+        self.db
+            .write(move |conn| -> AppResult<()> {
+                let changed = diesel::update(staff::table.find(&id))
+                    .set(staff::role.eq(role.as_str()))
+                    .execute(conn)?;
+                if changed == 0 {
+                    return Err(AppError::NotFound);
+                }
+                audit(
+                    conn,
+                    &actor,
+                    "staff_role_changed",
+                    ("staff", &id),
+                    request_id.as_deref(),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
     pub async fn list(&self) -> AppResult<Vec<StaffMember>> {
         let vault = self.vault.clone();
         self.db
@@ -285,13 +354,58 @@ impl Staff {
             .await
     }
 
+    /// The staff JSON API's sign-in: the password, then the second factor's `code` when the member has one; a
+    /// member whose role needs a factor and has none enrols in the console first.
     pub async fn login(
         &self,
         email: &str,
         password: Sensitive<String>,
+        code: Option<Sensitive<String>>,
         ip: IpAddr,
         client: String,
     ) -> AppResult<Issued> {
+        let tokens = self.tokens.clone();
+        let (vault, clerks_need_factor) = (self.vault.clone(), self.clerks_need_factor);
+        self.password_step(email, password, ip, move |conn, key, account| {
+            let role = account
+                .role
+                .as_deref()
+                .and_then(Role::parse)
+                .unwrap_or(Role::Clerk);
+            let needed = role > Role::Clerk || clerks_need_factor;
+            let code = code.as_ref().map(|c| c.expose().as_str());
+            if let Err(refusal) = factor::second_factor(conn, &vault, &account.id, needed, code)? {
+                return Ok(Err(refusal));
+            }
+            crate::auth::throttle::clear_login_failures(conn, key)?;
+            Ok(Ok(tokens.start(
+                conn,
+                Audience::Staff,
+                &account.id,
+                account.role.as_deref(),
+                &client,
+            )?))
+        })
+        .await?
+        .map_err(AppError::from)
+    }
+
+    /// The password step of a sign-in, for the JSON API and the console: the address throttle, then
+    /// `password_login`, whose `then` runs in the write transaction of a right password. A `FactorRefusal`
+    /// from `then` commits (the failure of a wrong code is recorded), and is the caller's to answer.
+    pub(crate) async fn password_step<T: Send + 'static>(
+        &self,
+        email: &str,
+        password: Sensitive<String>,
+        ip: IpAddr,
+        then: impl FnOnce(
+            &mut DbConnection,
+            &[u8],
+            &Account,
+        ) -> AppResult<Result<T, factor::FactorRefusal>>
+        + Send
+        + 'static,
+    ) -> AppResult<Result<T, factor::FactorRefusal>> {
         self.logins_per_ip.check(ip).map_err(|wait| {
             self.metrics.login_throttled("address");
             AppError::from(Problem::too_many(
@@ -300,7 +414,6 @@ impl Staff {
             ))
         })?;
         let account_key = self.vault.blind_index(IndexKind::Email, email);
-        let tokens = self.tokens.clone();
         let store = AccountStore {
             find: |conn: &mut DbConnection, key: &[u8]| {
                 staff::table
@@ -331,16 +444,7 @@ impl Staff {
             password,
             store,
             "The e-mail or the password is wrong.",
-            move |conn, key, account| {
-                crate::auth::throttle::clear_login_failures(conn, key)?;
-                tokens.start(
-                    conn,
-                    Audience::Staff,
-                    &account.id,
-                    account.role.as_deref(),
-                    &client,
-                )
-            },
+            then,
         )
         .await
     }
@@ -415,6 +519,17 @@ impl Staff {
         limit: i64,
         before: Option<String>,
     ) -> AppResult<Vec<AuditEntry>> {
+        self.audit_entries(limit, before, None, None).await
+    }
+
+    /// The audit log, newest first, of one member or one action when given.
+    pub async fn audit_entries(
+        &self,
+        limit: i64,
+        before: Option<String>,
+        staff_id: Option<String>,
+        action: Option<String>,
+    ) -> AppResult<Vec<AuditEntry>> {
         self.db
             .run(move |conn| -> AppResult<Vec<AuditEntry>> {
                 let mut query = audit_log::table
@@ -432,6 +547,12 @@ impl Staff {
                     .into_boxed();
                 if let Some(before) = before {
                     query = query.filter(audit_log::id.lt(before));
+                }
+                if let Some(staff_id) = staff_id {
+                    query = query.filter(audit_log::staff_id.eq(staff_id));
+                }
+                if let Some(action) = action {
+                    query = query.filter(audit_log::action.eq(action));
                 }
                 Ok(query.load(conn)?)
             })

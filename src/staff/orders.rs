@@ -11,7 +11,7 @@ use crate::db::schema::{customers, orders, products};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Amount, Notification};
-use crate::orders::read::{self, AddressRead, OrderDetail, OrderSummary};
+use crate::orders::read::{self, AddressRead, OrderDetail, OrderSummary, Shipment};
 use crate::orders::state::{self, Actor, OrderEvent, OrderFlag, OrderStatus, set_flag, transition};
 use crate::orders::{NewProduct, Orders, Product};
 
@@ -74,7 +74,86 @@ fn provider_unavailable(e: crate::payments::PaymentError) -> AppError {
     .into()
 }
 
+/// The longest carrier name or tracking number kept.
+pub const MAX_SHIPMENT_CHARS: usize = 80;
+
+/// A shipment as staff type it: both parts given, printable, at most `MAX_SHIPMENT_CHARS` each.
+pub fn parse_shipment(carrier: &str, tracking_number: &str) -> AppResult<Shipment> {
+    let part = |text: &str, field: &'static str| -> AppResult<String> {
+        let text = text.trim();
+        if text.is_empty()
+            || text.chars().count() > MAX_SHIPMENT_CHARS
+            || text.chars().any(char::is_control)
+        {
+            return Err(Problem::invalid(
+                "invalid_shipment",
+                field,
+                format!("`{field}` is 1 to {MAX_SHIPMENT_CHARS} printable characters."),
+            )
+            .into());
+        }
+        Ok(text.to_owned())
+    };
+    Ok(Shipment {
+        carrier: part(carrier, "carrier")?,
+        tracking_number: part(tracking_number, "tracking_number")?,
+    })
+}
+
+/// A payment provider's webhook about an order, as the order page lists it.
+#[derive(Debug, Clone)]
+pub struct WebhookLine {
+    pub event_type: Option<String>,
+    pub verification: String,
+    pub outcome: Option<String>,
+    pub received_at: NaiveDateTime,
+}
+
 impl Staff {
+    /// How many orders are in each status, for the queue's tabs.
+    pub async fn order_counts(&self) -> AppResult<Vec<(String, i64)>> {
+        self.db
+            .run(|conn| -> AppResult<Vec<(String, i64)>> {
+                Ok(orders::table
+                    .group_by(orders::status)
+                    .select((orders::status, diesel::dsl::count_star()))
+                    .load(conn)?)
+            })
+            .await
+    }
+
+    /// The webhook events that named an order, oldest first.
+    pub async fn order_webhooks(&self, order_id: &str) -> AppResult<Vec<WebhookLine>> {
+        use crate::db::schema::webhook_events as events;
+        let id = order_id.to_owned();
+        self.db
+            .run(move |conn| -> AppResult<Vec<WebhookLine>> {
+                let rows: Vec<(Option<String>, String, Option<String>, NaiveDateTime)> =
+                    events::table
+                        .filter(events::order_id.eq(&id))
+                        .order(events::received_at)
+                        .select((
+                            events::event_type,
+                            events::verification,
+                            events::outcome,
+                            events::received_at,
+                        ))
+                        .load(conn)?;
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(event_type, verification, outcome, received_at)| WebhookLine {
+                            event_type,
+                            verification,
+                            outcome,
+                            received_at,
+                        },
+                    )
+                    .collect())
+            })
+            .await
+    }
+
     pub async fn orders(&self, filter: OrderFilter) -> AppResult<Vec<StaffOrderLine>> {
         let index = filter
             .customer_phone
@@ -207,8 +286,17 @@ impl Staff {
         order_id: &str,
         to: OrderStatus,
         note: Option<String>,
+        shipment: Option<Shipment>,
     ) -> AppResult<OrderStatus> {
         let (staff_id, role) = actor;
+        if shipment.is_some() && to != OrderStatus::Shipped {
+            return Err(Problem::invalid(
+                "invalid_shipment",
+                "carrier",
+                "A carrier and tracking number go with `shipped` only.",
+            )
+            .into());
+        }
         if matches!(to, OrderStatus::Cancelled | OrderStatus::Refunded) && role < Role::Manager {
             return Err(Problem::new(
                 403,
@@ -243,6 +331,14 @@ impl Staff {
         self.db
             .write(move |conn| -> AppResult<OrderStatus> {
                 let done = transition(conn, &id, to, &actor, note.as_deref())?;
+                if let Some(shipment) = &shipment {
+                    diesel::update(orders::table.find(&id))
+                        .set((
+                            orders::carrier.eq(&shipment.carrier),
+                            orders::tracking_number.eq(&shipment.tracking_number),
+                        ))
+                        .execute(conn)?;
+                }
                 let amount = Amount::new(summary.total.amount, &summary.total.currency);
                 if refunds {
                     outbox::enqueue(

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod console;
 mod crypto;
 mod durability;
 mod edge;
