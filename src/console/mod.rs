@@ -254,26 +254,27 @@ pub fn cleared_cookie() -> Cookie<'static> {
     cookie
 }
 
-/// Whether a state-changing request comes from a page of this origin: its `Origin` names the host it was sent
-/// to. Browsers send `Origin` on every POST; a request without one is refused.
+/// Whether a state-changing request comes from a page of this origin. Its `Origin` must name the host it was
+/// sent to; the console's pages are `Referrer-Policy: no-referrer`, under which a browser sends its forms with
+/// `Origin: null`, so then the browser's own `Sec-Fetch-Site: same-origin` must say so. A request with
+/// neither is refused.
 fn same_origin(req: &ServiceRequest) -> bool {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Ok(origin) = url::Url::parse(origin) else {
-        return false;
-    };
-    let host = req.connection_info().host().to_owned();
-    let origin_host = match (origin.host_str(), origin.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
-        _ => return false,
-    };
-    origin_host.eq_ignore_ascii_case(&host)
+    let header_text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match header_text(header::ORIGIN) {
+        Some(origin) if origin != "null" => {
+            let Ok(origin) = url::Url::parse(origin) else {
+                return false;
+            };
+            let host = req.connection_info().host().to_owned();
+            let origin_host = match (origin.host_str(), origin.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_owned(),
+                _ => return false,
+            };
+            origin_host.eq_ignore_ascii_case(&host)
+        }
+        _ => header_text(header::HeaderName::from_static("sec-fetch-site")) == Some("same-origin"),
+    }
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {

@@ -129,6 +129,14 @@ impl<'a> Console<'a> {
 static FACTORS: LazyLock<Mutex<HashMap<String, (String, u64)>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// Keeps `email`'s factor, enrolled elsewhere (in the browser), for `fresh_code`.
+pub fn remember_factor(email: &str, secret: &str) {
+    FACTORS
+        .lock()
+        .unwrap()
+        .insert(email.to_owned(), (secret.to_owned(), 0));
+}
+
 fn totp(secret: &str) -> totp_rs::Totp {
     totp_rs::Builder::new()
         .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
@@ -451,7 +459,7 @@ async fn paid_order_of(app: &TestApp) -> (String, String) {
     (order, token)
 }
 
-async fn paid_order_for(app: &TestApp, token: &str) -> String {
+pub async fn paid_order_for(app: &TestApp, token: &str) -> String {
     let product = app.add_product("Kettle", 2_500, 10);
     let response = app
         .place_order(

@@ -1,6 +1,7 @@
 //! Black-box tests: the real application on port 0 with its own database, talked to over HTTP.
 //! `TEST_DATABASE_URL=postgres://…` runs every test on PostgreSQL instead of SQLite.
 
+mod browser;
 mod cli;
 mod config;
 mod console;
