@@ -343,6 +343,43 @@ async fn audit(
     })
 }
 
+#[derive(Template)]
+#[template(path = "console/operations.html")]
+struct OperationsPage {
+    nav: Nav,
+    email: Vec<crate::notify::outbox::OutboxRow>,
+    webhooks: Vec<(String, Option<String>, i64)>,
+    counters: Vec<crate::telemetry::metrics::Figure>,
+}
+
+impl OperationsPage {
+    fn at(&self, t: &chrono::NaiveDateTime) -> String {
+        when(t)
+    }
+}
+
+/// The counters of `/metrics` an operator looks at first.
+const WATCHED: &[&str] = &[
+    "attestation_failures_total",
+    "webhook_signature_failures_total",
+    "outbox_messages_total",
+    "login_throttled_total",
+    "rate_limited_total",
+    "refresh_token_reuse_total",
+    "otp_wrong_codes_total",
+];
+
+async fn operations(state: web::Data<AppState>, member: Member) -> PageResult {
+    let (email, webhooks) =
+        futures_util::try_join!(state.staff.failing_email(), state.staff.webhook_outcomes())?;
+    page(&OperationsPage {
+        nav: member.nav,
+        email,
+        webhooks,
+        counters: state.metrics.counters(WATCHED),
+    })
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/products").route(web::get().to(products)))
         .service(
@@ -357,7 +394,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/members/{id}/role").route(web::post().to(change_role)))
         .service(web::resource("/members/{id}/disable").route(web::post().to(disable)))
         .service(web::resource("/members/{id}/reset-factor").route(web::post().to(reset_factor)))
-        .service(web::resource("/audit").route(web::get().to(audit)));
+        .service(web::resource("/audit").route(web::get().to(audit)))
+        .service(web::resource("/operations").route(web::get().to(operations)));
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ pub const MATRIX: &[Rule] = &[
     rule("POST", "/staff/members/{id}/disable", Some(Admin), "disable a member; their sessions end (audited)"),
     rule("POST", "/staff/members/{id}/reset-factor", Some(Admin), "reset a member's second factor (audited)"),
     rule("GET", "/staff/audit", Some(Admin), "the audit log, by person and action"),
+    rule("GET", "/staff/operations", Some(Admin), "failing e-mail, webhook outcomes, the security counters of `/metrics`"),
 ];
 
 /// The rule of a request, by method and matched route pattern.

@@ -122,6 +122,36 @@ impl Staff {
             .await
     }
 
+    /// Webhook receipts of the last day by verification and outcome, most first: the operations page.
+    pub async fn webhook_outcomes(&self) -> AppResult<Vec<(String, Option<String>, i64)>> {
+        use crate::db::schema::webhook_events as events;
+        let since = chrono::Utc::now().naive_utc() - chrono::Duration::days(1);
+        self.db
+            .run(
+                move |conn| -> AppResult<Vec<(String, Option<String>, i64)>> {
+                    let mut rows: Vec<(String, Option<String>, i64)> = events::table
+                        .filter(events::received_at.gt(since))
+                        .group_by((events::verification, events::outcome))
+                        .select((
+                            events::verification,
+                            events::outcome,
+                            diesel::dsl::count_star(),
+                        ))
+                        .load(conn)?;
+                    rows.sort_by(|a, b| b.2.cmp(&a.2));
+                    Ok(rows)
+                },
+            )
+            .await
+    }
+
+    /// E-mail that failed for good or waits for a retry, newest first (no address: the outbox holds none).
+    pub async fn failing_email(&self) -> AppResult<Vec<crate::notify::outbox::OutboxRow>> {
+        self.db
+            .run(|conn| -> AppResult<_> { Ok(outbox::list(conn, true, 50)?) })
+            .await
+    }
+
     /// The webhook events that named an order, oldest first.
     pub async fn order_webhooks(&self, order_id: &str) -> AppResult<Vec<WebhookLine>> {
         use crate::db::schema::webhook_events as events;

@@ -45,6 +45,14 @@ struct Inner {
     db_pool_max: IntGauge,
 }
 
+/// One counter series, as the console shows it.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub name: String,
+    pub labels: String,
+    pub value: u64,
+}
+
 /// Cheap to clone: every clone counts into the same registry.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -312,6 +320,32 @@ impl Metrics {
     }
 
     /// Everything, in the Prometheus text format.
+    /// The counters named (without the `shopd_` prefix), each series with its labels and value: what the
+    /// console's operations page shows of `/metrics`.
+    pub fn counters(&self, names: &[&str]) -> Vec<Figure> {
+        let mut out = Vec::new();
+        for family in self.0.registry.gather() {
+            let name = family.name().trim_start_matches("shopd_");
+            if !names.contains(&name) {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let labels = metric
+                    .get_label()
+                    .iter()
+                    .map(|l| format!("{}={}", l.name(), l.value()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.push(Figure {
+                    name: name.to_owned(),
+                    labels,
+                    value: metric.get_counter().get_value() as u64,
+                });
+            }
+        }
+        out
+    }
+
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         TextEncoder::new()

@@ -740,3 +740,40 @@ async fn the_security_matrix_holds_for_every_console_route_and_role() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_operations_page_shows_webhook_outcomes_and_the_security_counters() {
+    let app = TestApp::spawn().await;
+    let (_, mut admin) = member(&app, "admin").await;
+    let before = admin.get("/staff/operations").await;
+    assert!(before.body.contains("No webhook arrived."));
+    let forged = app
+        .client
+        .post(app.url("/v1/webhooks/standard"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_forged")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJl")
+        .body(r#"{"type":"payment.succeeded"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let page = admin.get("/staff/operations").await;
+    assert_eq!(page.status, 200);
+    let counters = &page.body[page.body.find("id=\"counters\"").unwrap()..];
+    let row = counters
+        .split("<tr>")
+        .find(|r| r.contains("webhook_signature_failures_total") && r.contains("provider=standard"))
+        .expect("the counter is shown");
+    assert!(row.contains("<td>1</td>"), "{row}");
+    let webhooks = &page.body[page.body.find("id=\"webhooks\"").unwrap()..];
+    assert!(
+        !webhooks.contains("No webhook arrived."),
+        "the forged receipt is listed"
+    );
+    assert!(page.body.contains("None: every message went out."));
+}
