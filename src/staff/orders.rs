@@ -138,7 +138,7 @@ impl Staff {
                             diesel::dsl::count_star(),
                         ))
                         .load(conn)?;
-                    rows.sort_by(|a, b| b.2.cmp(&a.2));
+                    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
                     Ok(rows)
                 },
             )
