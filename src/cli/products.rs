@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::db::{Db, write_tx};
-use crate::orders::catalogue::{self, NewProduct};
+use crate::orders::catalogue;
+use crate::orders::import;
 
 #[derive(Subcommand)]
 pub enum ProductsCommand {
@@ -45,11 +44,17 @@ fn import(file: &Path, format: Option<Format>) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let config = super::load_config()?;
     let format = format.unwrap_or_else(|| detect(file, &bytes));
-    let rows = match format {
-        Format::Json => parse_json(&bytes, &config.shop_currency),
-        Format::Csv => parse_csv(&bytes, &config.shop_currency),
-    }
-    .map_err(|e| format!("{}: {e}", file.display()))?;
+    let format = match format {
+        Format::Json => import::Format::Json,
+        Format::Csv => import::Format::Csv,
+    };
+    let rows = import::parse(&bytes, format, &config.shop_currency).map_err(|refused| {
+        let why = match refused {
+            import::Refused::File(why) => why,
+            import::Refused::Rows(bad) => bad_rows(&bad),
+        };
+        format!("{}: {why}", file.display())
+    })?;
     if rows.is_empty() {
         return Err(format!("{}: no products in the file", file.display()));
     }
@@ -84,7 +89,7 @@ fn detect(file: &Path, bytes: &[u8]) -> Format {
     {
         Some("json") => Format::Json,
         Some("csv") => Format::Csv,
-        _ if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') => Format::Json,
+        _ if import::Format::sniff(bytes) == import::Format::Json => Format::Json,
         _ => Format::Csv,
     }
 }
@@ -104,190 +109,9 @@ fn bad_rows(bad: &[(usize, String)]) -> String {
     text
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonRow {
-    name: String,
-    price: i64,
-    currency: Option<String>,
-    stock: i64,
-    #[serde(default = "yes")]
-    active: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A serde message without its position (which is relative to the row, not the file) and on one line.
-fn serde_reason(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    text.split(" at line ")
-        .next()
-        .unwrap_or(&text)
-        .replace('\n', " ")
-}
-
-fn parse_json(bytes: &[u8], currency: &str) -> Result<Vec<NewProduct>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8".to_owned())?;
-    let raw: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "line {}: not a JSON array of products ({})",
-            e.line(),
-            serde_reason(&e)
-        )
-    })?;
-    let mut rows = Vec::with_capacity(raw.len());
-    let mut bad = Vec::new();
-    for value in raw {
-        let offset = value.get().as_ptr() as usize - text.as_ptr() as usize;
-        let line = text[..offset].matches('\n').count() + 1;
-        let parsed = serde_json::from_str::<JsonRow>(value.get())
-            .map_err(|e| serde_reason(&e))
-            .and_then(|r| {
-                NewProduct::parse(
-                    &r.name,
-                    r.price,
-                    r.currency.as_deref(),
-                    r.stock,
-                    r.active,
-                    currency,
-                )
-            });
-        match parsed {
-            Ok(row) => rows.push(row),
-            Err(why) => bad.push((line, why)),
-        }
-    }
-    if bad.is_empty() {
-        Ok(rows)
-    } else {
-        Err(bad_rows(&bad))
-    }
-}
-
-const CSV_HEADER: [&str; 4] = ["name", "price", "stock", "active"];
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "" | "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_csv(bytes: &[u8], currency: &str) -> Result<Vec<NewProduct>, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let header = reader
-        .headers()
-        .map_err(|e| format!("line 1: {e}"))?
-        .clone();
-    let names: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
-    if names != CSV_HEADER {
-        return Err(format!(
-            "line 1: the header must be `{}`",
-            CSV_HEADER.join(",")
-        ));
-    }
-    let mut rows = Vec::new();
-    let mut bad = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as usize);
-                let why = match e.kind() {
-                    csv::ErrorKind::UnequalLengths { len, .. } => {
-                        format!("{len} fields where the header has 4")
-                    }
-                    csv::ErrorKind::Utf8 { .. } => "not UTF-8".to_owned(),
-                    _ => "unreadable".to_owned(),
-                };
-                bad.push((line, why));
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let field = |i: usize| record.get(i).unwrap_or_default();
-        let parsed = (|| {
-            let price: i64 = field(1)
-                .parse()
-                .map_err(|_| "`price` is not a whole number of minor units".to_owned())?;
-            let stock: i64 = field(2)
-                .parse()
-                .map_err(|_| "`stock` is not a whole number".to_owned())?;
-            let active =
-                parse_bool(field(3)).ok_or_else(|| "`active` is not true or false".to_owned())?;
-            NewProduct::parse(field(0), price, None, stock, active, currency)
-        })();
-        match parsed {
-            Ok(row) => rows.push(row),
-            Err(why) => bad.push((line, why)),
-        }
-    }
-    if bad.is_empty() {
-        Ok(rows)
-    } else {
-        Err(bad_rows(&bad))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_rows_are_reported_by_line() {
-        let text = br#"[
-  {"name": "Tea", "price": 450, "stock": 3},
-  {"name": "", "price": 1, "stock": 1},
-  {"name": "Cup", "price": -5, "stock": 1},
-  {"name": "Pot", "price": 2500, "stock": 1, "colour": "red"},
-  {"name": "Jug", "price": 900, "currency": "EUR", "stock": 2, "active": false}
-]"#;
-        let e = parse_json(text, "EUR").unwrap_err();
-        assert!(
-            e.starts_with(
-                "3 bad row(s), nothing imported: line 3: `name` is empty; line 4: `price`"
-            ),
-            "{e}"
-        );
-        assert!(e.contains("line 5: unknown field `colour`"), "{e}");
-        let good = br#"[{"name": "Tea", "price": 450, "stock": 3}, {"name": "Jug", "price": 9, "stock": 0, "active": false}]"#;
-        let rows = parse_json(good, "EUR").unwrap();
-        assert_eq!(rows.len(), 2);
-        assert!(rows[0].active && !rows[1].active);
-        assert!(
-            parse_json(b"{\"name\": 1}", "EUR")
-                .unwrap_err()
-                .contains("not a JSON array")
-        );
-    }
-
-    #[test]
-    fn csv_rows_are_reported_by_line() {
-        let text =
-            b"name,price,stock,active\nTea,450,3,true\nCup,four,1,true\nPot,1,1\nJug,9,2,maybe\n";
-        let e = parse_csv(text, "EUR").unwrap_err();
-        assert!(e.contains("line 3: `price`"), "{e}");
-        assert!(e.contains("line 4: 3 fields"), "{e}");
-        assert!(e.contains("line 5: `active`"), "{e}");
-        assert!(
-            parse_csv(b"title,price\nTea,1\n", "EUR")
-                .unwrap_err()
-                .starts_with("line 1: the header")
-        );
-        let rows = parse_csv(
-            b"name,price,stock,active\n\"Tea, green\",450,3,\nJug,9,0,false\n",
-            "EUR",
-        )
-        .unwrap();
-        assert_eq!(rows[0].name, "Tea, green");
-        assert!(rows[0].active && !rows[1].active);
-    }
 
     #[test]
     fn many_bad_rows_fit_one_line() {

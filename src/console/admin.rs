@@ -56,6 +56,108 @@ async fn products(
 }
 
 #[derive(Template)]
+#[template(path = "console/import.html")]
+struct ImportPage {
+    nav: Nav,
+    imported: Option<usize>,
+    problem: Option<String>,
+    bad_rows: Vec<(usize, String)>,
+}
+
+/// The file of a product import form (`multipart/form-data`, field `file`), its name and bytes.
+async fn uploaded_file(req: &HttpRequest, body: web::Bytes) -> Result<(String, Vec<u8>), String> {
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| "Send the file with the form on this page.".to_owned())?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    while let Some(field) = parts
+        .next_field()
+        .await
+        .map_err(|e| format!("The upload is unreadable: {e}."))?
+    {
+        if field.name() == Some("file") {
+            let name = field.file_name().unwrap_or_default().to_owned();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| format!("The upload is unreadable: {e}."))?;
+            return Ok((name, bytes.to_vec()));
+        }
+    }
+    Err("Choose a file to import.".to_owned())
+}
+
+async fn import_form(member: Member) -> PageResult {
+    page(&ImportPage {
+        nav: member.nav,
+        imported: None,
+        problem: None,
+        bad_rows: Vec::new(),
+    })
+}
+
+async fn import(
+    state: web::Data<AppState>,
+    member: Member,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> PageResult {
+    use crate::orders::import::{self, Format, Refused};
+    let refused = |nav: Nav, problem: Option<String>, bad_rows: Vec<(usize, String)>| {
+        Ok(super::html(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            &ImportPage {
+                nav,
+                imported: None,
+                problem,
+                bad_rows,
+            },
+        ))
+    };
+    let (name, bytes) = match uploaded_file(&req, body).await {
+        Ok(file) => file,
+        Err(why) => return refused(member.nav, Some(why), Vec::new()),
+    };
+    let format = match name
+        .rsplit('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        _ => Format::sniff(&bytes),
+    };
+    let rows = match import::parse(&bytes, format, &state.config.shop_currency) {
+        Ok(rows) if rows.is_empty() => {
+            return refused(
+                member.nav,
+                Some("The file holds no products.".into()),
+                Vec::new(),
+            );
+        }
+        Ok(rows) => rows,
+        Err(Refused::File(why)) => return refused(member.nav, Some(why), Vec::new()),
+        Err(Refused::Rows(bad)) => return refused(member.nav, None, bad),
+    };
+    let imported = state
+        .staff
+        .import_products(&member.staff_id, rows, request_id(&req))
+        .await?;
+    page(&ImportPage {
+        nav: member.nav,
+        imported: Some(imported),
+        problem: None,
+        bad_rows: Vec::new(),
+    })
+}
+
+#[derive(Template)]
 #[template(path = "console/product.html")]
 struct ProductPage {
     nav: Nav,
@@ -382,6 +484,11 @@ async fn operations(state: web::Data<AppState>, member: Member) -> PageResult {
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/products").route(web::get().to(products)))
+        .service(
+            web::resource("/products/import")
+                .route(web::get().to(import_form))
+                .route(web::post().to(import)),
+        )
         .service(
             web::resource("/products/{id}")
                 .route(web::get().to(product))

@@ -340,7 +340,10 @@ pub async fn guard(
                     );
                 }
             };
-            let given = form_field(&body, "csrf").unwrap_or_default();
+            // A file upload (multipart) carries the token in its form's address instead.
+            let given = form_field(&body, "csrf")
+                .or_else(|| form_field(req.query_string().as_bytes(), "csrf"))
+                .unwrap_or_default();
             if !csrf_matches(token, &given) {
                 return refuse(
                     req,
@@ -439,6 +442,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::redirect("/staff", "/staff/"));
     cfg.service(
         web::scope("/staff")
+            .app_data(web::PayloadConfig::new(FORM_LIMIT))
             .wrap(actix_web::middleware::from_fn(guard))
             .wrap(actix_web::middleware::from_fn(page_headers))
             .service(web::resource("/").route(web::get().to(home)))

@@ -9,6 +9,7 @@ pub mod catalogue;
 mod detail_reads;
 pub mod expiry;
 mod idempotency;
+pub mod import;
 mod place;
 pub mod read;
 pub mod state;

@@ -60,6 +60,8 @@ pub const MATRIX: &[Rule] = &[
     rule("POST", "/staff/orders/{id}/reveal", Some(Clerk), "reveal the shipping address (audited)"),
     rule("POST", "/staff/orders/{id}/clear-flag", Some(Manager), "clear a flag once handled (audited)"),
     rule("GET", "/staff/products", Some(Manager), "the products"),
+    rule("GET", "/staff/products/import", Some(Manager), "the import form"),
+    rule("POST", "/staff/products/import", Some(Manager), "import a CSV or JSON file of products, all or nothing (audited)"),
     rule("GET", "/staff/products/{id}", Some(Manager), "a product's form"),
     rule("POST", "/staff/products/{id}", Some(Manager), "save a product (audited)"),
     rule("GET", "/staff/customers", Some(Admin), "find a customer by id"),

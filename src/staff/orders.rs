@@ -438,6 +438,29 @@ impl Staff {
             .await
     }
 
+    /// Adds the products of an import in one transaction (all or nothing), audited once with their count.
+    pub async fn import_products(
+        &self,
+        actor: &str,
+        rows: Vec<NewProduct>,
+        request_id: Option<String>,
+    ) -> AppResult<usize> {
+        let actor = actor.to_owned();
+        self.db
+            .write(move |conn| -> AppResult<usize> {
+                let ids = crate::orders::catalogue::insert_products(conn, &rows, |_| {})?;
+                audit(
+                    conn,
+                    &actor,
+                    "products_imported",
+                    ("products", &ids.len().to_string()),
+                    request_id.as_deref(),
+                )?;
+                Ok(ids.len())
+            })
+            .await
+    }
+
     /// Changes a product; a stock change is its own audit entry (who, which product, when).
     pub async fn update_product(
         &self,

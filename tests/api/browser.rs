@@ -421,3 +421,51 @@ async fn a_disabled_members_open_page_signs_them_out_at_the_next_click() {
     assert_eq!(b.path().await, "/staff/sign-in");
     assert!(b.body().await.contains("You are signed out"));
 }
+
+#[tokio::test]
+async fn a_manager_imports_a_file_and_a_bad_row_is_named_and_nothing_imported() {
+    let app = TestApp::spawn().await;
+    let Some(b) = browser(&app).await else { return };
+    let email = email_for("manager");
+    add_staff(&app, &email, "manager");
+    drop(signed_in(&app, &email).await);
+    b.sign_in_with_code(&email).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "name,price,stock,active\nTea,450,3,true\nCup,four,1,true\n",
+    )
+    .unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "name,price,stock,active\nTea,450,3,true\nCup,300,1,true\n",
+    )
+    .unwrap();
+
+    b.open("/staff/products").await;
+    b.click("import-link").await;
+    b.fill_file("file", &bad).await;
+    b.click("import").await;
+    assert!(b.text("problem").await.contains("1 row(s) need fixing"));
+    assert!(b.text("bad-rows").await.contains("`price`"));
+    b.screenshot("import-refused").await;
+    b.fill_file("file", &good).await;
+    b.click("import").await;
+    assert_eq!(b.text("imported").await, "Imported 2 product(s).");
+    b.open("/staff/products").await;
+    assert!(b.body().await.contains("Cup"));
+}
+
+impl Browser {
+    async fn fill_file(&self, id: &str, path: &std::path::Path) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(&path.to_string_lossy())
+            .await
+            .unwrap();
+    }
+}

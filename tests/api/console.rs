@@ -16,7 +16,7 @@ use crate::staff::{STAFF_PASSWORD, add_staff, email_for, paid_order};
 /// A browser's side of the console: its cookie and the CSRF token of the last page it read.
 pub struct Console<'a> {
     app: &'a TestApp,
-    cookie: Option<String>,
+    pub cookie: Option<String>,
     pub csrf: String,
 }
 
@@ -776,4 +776,87 @@ async fn the_operations_page_shows_webhook_outcomes_and_the_security_counters() 
         "the forged receipt is listed"
     );
     assert!(page.body.contains("None: every message went out."));
+}
+
+/// A `multipart/form-data` body with one file field, as a browser sends an upload.
+fn upload(name: &str, content: &str) -> (String, String) {
+    let boundary = "----shopdtestboundary7MA4YWxk";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    );
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn a_manager_imports_products_all_or_nothing_with_each_bad_row_named() {
+    let app = TestApp::spawn().await;
+    let (_, mut manager) = member(&app, "manager").await;
+    let form = manager.get("/staff/products/import").await;
+    assert_eq!(form.status, 200);
+    let csrf = manager.csrf.clone();
+    let send = |name: &str, content: &str, csrf: &str| {
+        let (content_type, body) = upload(name, content);
+        app.client
+            .post(app.url(&format!("/staff/products/import?csrf={csrf}")))
+            .header("content-type", content_type)
+            .header("origin", &app.address)
+            .header(
+                "cookie",
+                format!("__Host-shopd-console={}", manager.cookie.clone().unwrap()),
+            )
+            .body(body)
+            .send()
+    };
+    let count = |app: &TestApp| {
+        use diesel::prelude::*;
+        shopd::db::schema::products::table
+            .count()
+            .get_result::<i64>(&mut app.conn())
+            .unwrap()
+    };
+    let bad = send(
+        "products.csv",
+        "name,price,stock,active\nTea,450,3,true\nCup,four,1,true\nPot,1,1\n",
+        &csrf,
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422);
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("2 row(s) need fixing"), "{page}");
+    assert!(page.contains("<td>3</td><td>`price`"), "{page}");
+    assert!(page.contains("<td>4</td><td>3 fields"), "{page}");
+    assert_eq!(count(&app), 0, "nothing imported");
+
+    let not_json = send("products.json", "{\"name\": 1}", &csrf).await.unwrap();
+    assert_eq!(not_json.status(), 422);
+    assert!(not_json.text().await.unwrap().contains("not a JSON array"));
+    let forged = send(
+        "products.csv",
+        "name,price,stock,active\nTea,450,3,true\n",
+        "x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status(), 403, "the upload needs the token too");
+    assert_eq!(count(&app), 0);
+
+    let good = send(
+        "products.json",
+        r#"[{"name": "Tea", "price": 450, "stock": 3}, {"name": "Jug", "price": 900, "stock": 0, "active": false}]"#,
+        &csrf,
+    )
+    .await
+    .unwrap();
+    assert_eq!(good.status(), 200);
+    assert!(
+        good.text()
+            .await
+            .unwrap()
+            .contains("Imported 2 product(s).")
+    );
+    assert_eq!(count(&app), 2);
+    let list = manager.get("/staff/products").await;
+    assert!(list.body.contains("Tea") && list.body.contains("Jug"));
 }
