@@ -34,8 +34,10 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(mut config: Config) -> Result<Self, StartError> {
         let (listener, port) = listen(config.bind)?;
+        // The address really listened on (port 0 picks one): links to the console name it.
+        config.bind.set_port(port);
         let metrics_listener = config.edge.metrics.bind.map(listen).transpose()?;
         let state = AppState::build(config).await?;
         let tls = match &state.config.edge.tls {

@@ -129,6 +129,7 @@ impl AppState {
             self.vault.clone(),
             &self.config.email,
             &self.config.shop_domain,
+            &self.config.console_origin(),
             self.outbox.clone(),
         )?;
         Ok(email.spawn(stop))

@@ -268,6 +268,22 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "data";
 
 impl Config {
+    /// Where the staff console is, for links and messages: `https://SHOP_DOMAIN` in production, the address
+    /// shopd listens on in development.
+    pub fn console_origin(&self) -> String {
+        match self.environment {
+            Environment::Production => format!("https://{}", self.shop_domain),
+            Environment::Development => {
+                let scheme = if self.edge.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.bind)
+            }
+        }
+    }
+
     /// Builds the configuration of a real start: the process environment, a `.env` file in development, and
     /// in development the generated `data/dev-keys.env` for every secret left unset.
     pub fn load() -> Result<(Self, LoadReport), ConfigError> {

@@ -346,9 +346,39 @@ async fn members(
             "disabled" => "The member is disabled; their sessions ended.".to_owned(),
             "reset" => "The second factor is reset; they set up a new one at their next sign-in."
                 .to_owned(),
+            "invited" => {
+                "Invited: the e-mail with their link to set a password is on its way.".to_owned()
+            }
             _ => "The role is changed.".to_owned(),
         }),
     })
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    email: String,
+    role: String,
+}
+
+async fn invite(
+    state: web::Data<AppState>,
+    member: Member,
+    req: HttpRequest,
+    form: web::Form<InviteForm>,
+) -> PageResult {
+    let role = Role::parse(&form.role)
+        .ok_or_else(|| ConsoleError::refused(422, "Invalid", "No such role."))?;
+    match state
+        .staff
+        .invite(&member.staff_id, form.email.trim(), role, request_id(&req))
+        .await
+    {
+        Ok(_) => Ok(see_other("/staff/members?done=invited")),
+        Err(crate::error::AppError::Problem(p)) if p.status == 409 || p.status == 422 => {
+            Err(ConsoleError::refused(p.status, "Not invited", p.detail))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -497,7 +527,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/customers").route(web::get().to(customers)))
         .service(web::resource("/customers/{id}/reveal").route(web::post().to(reveal_contact)))
         .service(web::resource("/customers/{id}/erase").route(web::post().to(erase)))
-        .service(web::resource("/members").route(web::get().to(members)))
+        .service(
+            web::resource("/members")
+                .route(web::get().to(members))
+                .route(web::post().to(invite)),
+        )
         .service(web::resource("/members/{id}/role").route(web::post().to(change_role)))
         .service(web::resource("/members/{id}/disable").route(web::post().to(disable)))
         .service(web::resource("/members/{id}/reset-factor").route(web::post().to(reset_factor)))

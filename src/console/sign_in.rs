@@ -63,6 +63,7 @@ pub struct CodeForm {
 #[derive(Deserialize)]
 pub struct SignInQuery {
     signed_out: Option<String>,
+    welcome: Option<String>,
 }
 
 fn refusal_text(refusal: &FactorRefusal) -> String {
@@ -86,10 +87,13 @@ async fn sign_in_page(visit: Visit, query: web::Query<SignInQuery>) -> PageResul
     page(&SignInPage {
         nav: visit.nav,
         error: None,
-        notice: query
-            .signed_out
-            .as_ref()
-            .map(|_| "You are signed out. Sign in again to go on."),
+        notice: match (&query.signed_out, &query.welcome) {
+            (Some(_), _) => Some("You are signed out. Sign in again to go on."),
+            (_, Some(_)) => {
+                Some("Your password is set. Sign in, then set up your authenticator app.")
+            }
+            _ => None,
+        },
     })
 }
 
@@ -229,6 +233,66 @@ async fn sign_out(state: web::Data<AppState>, member: Member) -> PageResult {
     Ok(response)
 }
 
+#[derive(Template)]
+#[template(path = "console/invitation.html")]
+struct InvitationPage {
+    nav: Nav,
+    token: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    password: Sensitive<String>,
+    again: Sensitive<String>,
+}
+
+async fn invitation_page(
+    state: web::Data<AppState>,
+    visit: Visit,
+    token: web::Path<String>,
+) -> PageResult {
+    state.staff.check_invitation(&token).await?;
+    page(&InvitationPage {
+        nav: visit.nav,
+        token: token.into_inner(),
+        error: None,
+    })
+}
+
+async fn accept_invitation(
+    state: web::Data<AppState>,
+    visit: Visit,
+    token: web::Path<String>,
+    form: web::Form<PasswordForm>,
+) -> PageResult {
+    let form = form.into_inner();
+    let refuse = |nav: Nav, token: String, error: String| {
+        Ok(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &InvitationPage {
+                nav,
+                token,
+                error: Some(error),
+            },
+        ))
+    };
+    if form.password.expose() != form.again.expose() {
+        return refuse(
+            visit.nav,
+            token.into_inner(),
+            "The two passwords differ.".into(),
+        );
+    }
+    match state.staff.accept_invitation(&token, form.password).await {
+        Ok(()) => Ok(see_other("/staff/sign-in?welcome=1")),
+        Err(AppError::Problem(p)) if p.status == 422 => {
+            refuse(visit.nav, token.into_inner(), p.detail)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/sign-in")
@@ -245,5 +309,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(enrol_form))
             .route(web::post().to(enrol)),
     )
-    .service(web::resource("/sign-out").route(web::post().to(sign_out)));
+    .service(web::resource("/sign-out").route(web::post().to(sign_out)))
+    .service(
+        web::resource("/invitation/{token}")
+            .route(web::get().to(invitation_page))
+            .route(web::post().to(accept_invitation)),
+    );
 }

@@ -15,6 +15,8 @@ pub enum IndexKind {
     /// The canonical form of an order request, kept beside its idempotency key to tell a replay from a reuse
     /// without storing the shipping address (or an unkeyed hash of it) in clear.
     OrderRequest,
+    /// Not a lookup: the secret of a staff invitation's link, a MAC of its id (`staff::invitations`).
+    StaffInvitation,
 }
 
 impl IndexKind {
@@ -23,6 +25,7 @@ impl IndexKind {
             Self::Phone => b"shopd-blind-index/phone/v1",
             Self::Email => b"shopd-blind-index/email/v1",
             Self::OrderRequest => b"shopd-blind-index/order-request/v1",
+            Self::StaffInvitation => b"shopd-blind-index/staff-invitation/v1",
         }
     }
 
@@ -34,7 +37,7 @@ impl IndexKind {
                 .filter(|c| c.is_ascii_digit() || *c == '+')
                 .collect(),
             Self::Email => value.trim().to_lowercase(),
-            Self::OrderRequest => value.to_owned(),
+            Self::OrderRequest | Self::StaffInvitation => value.to_owned(),
         }
     }
 }

@@ -224,6 +224,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    staff_invitations (id) {
+        id -> Text,
+        staff_id -> Text,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Text,
         template -> Text,
@@ -296,6 +305,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     staff_factors,
     staff_recovery_codes,
     console_sessions,
+    staff_invitations,
     outbox,
     webhook_receipts,
     webhook_events,

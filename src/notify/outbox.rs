@@ -25,6 +25,7 @@ pub const FAILED: &str = "failed";
 
 pub const TO_CUSTOMER: &str = "customer";
 pub const TO_STAFF_ALERT: &str = "staff_alert";
+pub const TO_STAFF: &str = "staff";
 
 /// An amount of money in minor units (cents) of an ISO 4217 currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +111,12 @@ pub enum Notification {
     StaffSessionEndedByTokenReuse { staff_id: String },
     /// The password was changed (by a reset).
     PasswordChanged { customer_id: String },
+    /// To a new staff member: the one-time link to set their password. The link's secret is not stored here:
+    /// the sender makes it from the invitation's id (`staff::invitations::link_secret`).
+    StaffInvitation {
+        staff_id: String,
+        invitation_id: String,
+    },
 }
 
 /// Who a message goes to, by reference.
@@ -117,6 +124,8 @@ pub enum Notification {
 pub enum Recipient<'a> {
     Customer(&'a str),
     StaffAlert,
+    /// A staff member, by id: their e-mail, opened through the vault.
+    Staff(&'a str),
 }
 
 impl Notification {
@@ -130,6 +139,7 @@ impl Notification {
             Self::SessionEndedByTokenReuse { .. } => "session_ended_by_token_reuse",
             Self::StaffSessionEndedByTokenReuse { .. } => "staff_session_ended_by_token_reuse",
             Self::PasswordChanged { .. } => "password_changed",
+            Self::StaffInvitation { .. } => "staff_invitation",
         }
     }
 
@@ -143,6 +153,7 @@ impl Notification {
             Self::OrderPaidStaffAlert { .. } | Self::StaffSessionEndedByTokenReuse { .. } => {
                 Recipient::StaffAlert
             }
+            Self::StaffInvitation { staff_id, .. } => Recipient::Staff(staff_id),
         }
     }
 }
@@ -160,6 +171,7 @@ pub fn enqueue(conn: &mut DbConnection, notification: Notification) -> QueryResu
     let (kind, customer_id) = match notification.recipient() {
         Recipient::Customer(id) => (TO_CUSTOMER, Some(id.to_owned())),
         Recipient::StaffAlert => (TO_STAFF_ALERT, None),
+        Recipient::Staff(_) => (TO_STAFF, None),
     };
     let now = now();
     diesel::insert_into(outbox::table)

@@ -80,6 +80,8 @@ struct Inner {
     from: Mailbox,
     staff_alert: Option<Sensitive<String>>,
     shop_domain: String,
+    /// Where the staff console is, for the links of staff invitations.
+    console_origin: String,
     retry_base: Duration,
     retry_cap: Duration,
     poll_interval: Duration,
@@ -134,6 +136,7 @@ impl EmailSender {
         vault: Vault,
         config: &EmailConfig,
         shop_domain: &str,
+        console_origin: &str,
         metrics: Arc<OutboxMetrics>,
     ) -> Result<Self, SenderError> {
         let mailer = Mailer::new(&config.transport, shop_domain)?;
@@ -152,6 +155,7 @@ impl EmailSender {
                 })?,
                 staff_alert: config.staff_alert.clone(),
                 shop_domain: shop_domain.to_owned(),
+                console_origin: console_origin.to_owned(),
                 retry_base: config.retry_base,
                 retry_cap: config.retry_cap,
                 poll_interval: config.poll_interval,
@@ -251,9 +255,20 @@ impl EmailSender {
             Ok(Address::Nobody(reason)) => return Outcome::Dropped(reason),
             Err(e) => return Outcome::Retry(format!("recipient lookup: {e}")),
         };
+        let link = match &notification {
+            Notification::StaffInvitation { invitation_id, .. } => {
+                Some(crate::staff::invitations::link(
+                    &self.inner.vault,
+                    &self.inner.console_origin,
+                    invitation_id,
+                ))
+            }
+            _ => None,
+        };
         let context = Context {
             shop: &self.inner.shop_domain,
             when: row.created_at,
+            link,
         };
         let rendered = match templates::render(&notification, &context) {
             Ok(r) => r,
@@ -297,6 +312,14 @@ impl EmailSender {
                 });
             }
             Recipient::Customer(id) => id.to_owned(),
+            Recipient::Staff(id) => {
+                let (vault, id) = (self.inner.vault.clone(), id.to_owned());
+                return self
+                    .inner
+                    .db
+                    .run(move |conn| staff_address(conn, &vault, &id))
+                    .await;
+            }
         };
         let vault = self.inner.vault.clone();
         self.inner
@@ -397,6 +420,35 @@ impl EmailSender {
             Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
         }
     }
+}
+
+fn staff_address(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    staff_id: &str,
+) -> Result<Address, LookupError> {
+    let row: Option<(Vec<u8>, Option<chrono::NaiveDateTime>)> = crate::db::schema::staff::table
+        .find(staff_id)
+        .select((
+            crate::db::schema::staff::email,
+            crate::db::schema::staff::disabled_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let sealed = match row {
+        None => return Ok(Address::Nobody("no such staff member")),
+        Some((_, Some(_))) => return Ok(Address::Nobody("staff member disabled")),
+        Some((sealed, None)) => sealed,
+    };
+    let field = Field {
+        table: "staff",
+        column: "email",
+        row_id: staff_id,
+    };
+    Ok(match vault.open(conn, staff_id, field, &sealed)? {
+        Opened::Value(address) => Address::To(address),
+        Opened::Erased => Address::Nobody("staff member erased"),
+    })
 }
 
 fn customer_address(

@@ -31,6 +31,7 @@ const TEMPLATES: &[Template] = &[
     template!("session_ended_by_token_reuse"),
     template!("staff_session_ended_by_token_reuse"),
     template!("password_changed"),
+    template!("staff_invitation"),
 ];
 
 /// A message ready to send.
@@ -70,6 +71,8 @@ pub struct Context<'a> {
     pub shop: &'a str,
     /// When the cause happened (the outbox row's creation), as `{{when}}`.
     pub when: NaiveDateTime,
+    /// A staff invitation's link, made by the sender when it sends (as `{{link}}`); `None` for the rest.
+    pub link: Option<String>,
 }
 
 fn values(notification: &Notification, context: &Context<'_>) -> Vec<(&'static str, Value)> {
@@ -114,6 +117,12 @@ fn values(notification: &Notification, context: &Context<'_>) -> Vec<(&'static s
         }
         Notification::StaffSessionEndedByTokenReuse { staff_id } => {
             values.push(("staff_id", Value::Text(staff_id.clone())));
+        }
+        Notification::StaffInvitation { .. } => {
+            values.push((
+                "link",
+                Value::Text(context.link.clone().unwrap_or_default()),
+            ));
         }
         Notification::SessionEndedByTokenReuse { .. } | Notification::PasswordChanged { .. } => {}
     }
@@ -239,6 +248,9 @@ mod tests {
                 .unwrap()
                 .and_hms_opt(9, 5, 0)
                 .unwrap(),
+            link: Some(
+                "https://shop.example.com/staff/invitation/0193f3a4-invitation.c2VjcmV0".into(),
+            ),
         }
     }
 
@@ -278,6 +290,10 @@ mod tests {
             Notification::PasswordChanged { customer_id: c() },
             Notification::StaffSessionEndedByTokenReuse {
                 staff_id: "0193f3a4-staff".to_owned(),
+            },
+            Notification::StaffInvitation {
+                staff_id: "0193f3a4-staff".to_owned(),
+                invitation_id: "0193f3a4-invitation".to_owned(),
             },
         ]
     }

@@ -3,6 +3,7 @@
 
 pub mod console;
 pub mod factor;
+pub mod invitations;
 pub mod matrix;
 pub mod orders;
 
@@ -426,7 +427,8 @@ impl Staff {
                         row.map(|(id, role, hash)| Account {
                             id,
                             role: Some(role),
-                            password_hash: Some(hash),
+                            // An invited member without a password yet: checked against the dummy hash.
+                            password_hash: (hash != invitations::NO_PASSWORD).then_some(hash),
                         })
                     })
             },

@@ -693,15 +693,19 @@ async fn the_security_matrix_holds_for_every_console_route_and_role() {
         .collect();
     rules.sort_by_key(|r| r.path == "/staff/sign-out");
     for rule in rules {
-        let path = rule.path.replace("{id}", &order);
+        let path = rule.path.replace("{id}", &order).replace("{token}", &order);
         let method = rule.method;
         let Some(least) = rule.least else {
             let page = match method {
                 "GET" => anonymous.get(&path).await,
                 _ => anonymous.post(&path, &[]).await,
             };
+            // An invitation's page without a real link is the invitation's own 404.
+            let not_found_is_fine = rule.path.contains("{token}");
             assert!(
-                page.status != 403 && page.status != 404 && page.status.as_u16() < 500,
+                page.status != 403
+                    && (page.status != 404 || not_found_is_fine)
+                    && page.status.as_u16() < 500,
                 "{method} {path} signed out: {}",
                 page.status
             );
@@ -859,4 +863,92 @@ async fn a_manager_imports_products_all_or_nothing_with_each_bad_row_named() {
     assert_eq!(count(&app), 2);
     let list = manager.get("/staff/products").await;
     assert!(list.body.contains("Tea") && list.body.contains("Jug"));
+}
+
+#[tokio::test]
+async fn an_invited_member_sets_a_password_by_the_emailed_link_once_then_enrols() {
+    let smtp = crate::fake_smtp::FakeSmtp::start().await;
+    let app = crate::email::mailing_app(&smtp, |_| {}).await;
+    let (_, mut admin) = member(&app, "admin").await;
+    admin.get("/staff/members").await;
+    let email = email_for("invited");
+    let invited = admin
+        .post("/staff/members", &[("email", &email), ("role", "clerk")])
+        .await;
+    assert_eq!(invited.status, 303);
+    assert_eq!(
+        invited.location.as_deref(),
+        Some("/staff/members?done=invited")
+    );
+    let again = admin
+        .post("/staff/members", &[("email", &email), ("role", "clerk")])
+        .await;
+    assert_eq!(again.status, 409, "one account per e-mail");
+
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.to, vec![email.clone()]);
+    let mail = mail.parse();
+    let link = mail
+        .text
+        .split_whitespace()
+        .find(|w| w.contains("/staff/invitation/"))
+        .expect("the link is in the e-mail")
+        .to_owned();
+    let path = &link[link.find("/staff/").unwrap()..];
+    assert!(link.starts_with(&app.address), "{link}");
+    let stored: String = {
+        use diesel::prelude::*;
+        shopd::db::schema::outbox::table
+            .select(shopd::db::schema::outbox::data)
+            .first(&mut app.conn())
+            .unwrap()
+    };
+    let secret = path.rsplit('.').next().unwrap();
+    assert!(
+        !stored.contains(secret),
+        "the outbox holds no secret of the link"
+    );
+
+    let before = Console::new(&app).sign_in(&email, "").await;
+    assert_eq!(before.status, 401, "no password opens an invited account");
+    let mut invitee = Console::new(&app);
+    let forged = invitee.get(&format!("{}x", &path[..path.len() - 1])).await;
+    assert_eq!(forged.status, 404);
+    assert_eq!(invitee.get(path).await.status, 200);
+    let weak = invitee
+        .post(path, &[("password", "password"), ("again", "password")])
+        .await;
+    assert_eq!(weak.status, 422);
+    let differ = invitee
+        .post(
+            path,
+            &[
+                ("password", STAFF_PASSWORD),
+                ("again", "something else entirely"),
+            ],
+        )
+        .await;
+    assert_eq!(differ.status, 422);
+    let set = invitee
+        .post(
+            path,
+            &[("password", STAFF_PASSWORD), ("again", STAFF_PASSWORD)],
+        )
+        .await;
+    assert_eq!(
+        set.location.as_deref(),
+        Some("/staff/sign-in?welcome=1"),
+        "{}",
+        set.body
+    );
+    let spent = invitee
+        .post(
+            path,
+            &[("password", STAFF_PASSWORD), ("again", STAFF_PASSWORD)],
+        )
+        .await;
+    assert_eq!(spent.status, 404, "the link works once");
+    enrol(&mut Console::new(&app), &email).await;
+    let audit = admin.get("/staff/audit?action=staff_invited").await;
+    assert!(audit.body.contains("staff_invited"));
 }

@@ -1,3 +1,4 @@
+DROP TABLE staff_invitations;
 DROP INDEX webhook_events_order;
 DROP INDEX orders_status_id;
 DROP INDEX audit_log_staff;

@@ -42,3 +42,13 @@ CREATE INDEX audit_log_staff ON audit_log (staff_id, id);
 
 -- The webhook events of an order, on its console page.
 CREATE INDEX webhook_events_order ON webhook_events (order_id);
+
+-- An admin's invitation of a new member: a one-time link to set their password. The link's secret is a MAC of
+-- the id under the blind-index key, made again when the e-mail is sent and when the link is followed, so that
+-- nothing in the database opens it.
+CREATE TABLE staff_invitations (
+    id TEXT PRIMARY KEY NOT NULL,
+    staff_id TEXT NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    used_at TIMESTAMP
+);
