@@ -6,7 +6,10 @@ use std::time::Duration;
 use diesel::prelude::*;
 
 use super::sessions::now;
-use crate::db::schema::{customers, data_keys, login_failures, sms_sends, verifications};
+use crate::db::schema::{
+    console_sessions, customers, data_keys, login_failures, sms_sends, staff_invitations,
+    verifications,
+};
 use crate::db::{Db, DbConnection, DbError};
 
 pub const INTERVAL: Duration = Duration::from_secs(600);
@@ -19,6 +22,8 @@ pub struct Purged {
     pub orphan_data_keys: usize,
     pub sms_sends: usize,
     pub login_failures: usize,
+    /// Console sign-ins past their end, and staff invitations used or expired a day ago.
+    pub console: usize,
 }
 
 pub fn purge(conn: &mut DbConnection) -> QueryResult<Purged> {
@@ -51,6 +56,17 @@ pub fn purge(conn: &mut DbConnection) -> QueryResult<Purged> {
             .filter(login_failures::failed_at.lt(now - chrono::Duration::minutes(15))),
     )
     .execute(conn)?;
+    purged.console =
+        diesel::delete(console_sessions::table.filter(console_sessions::expires_at.lt(now)))
+            .execute(conn)?
+            + diesel::delete(
+                staff_invitations::table.filter(
+                    staff_invitations::expires_at
+                        .lt(cutoff)
+                        .or(staff_invitations::used_at.lt(cutoff)),
+                ),
+            )
+            .execute(conn)?;
     Ok(purged)
 }
 

@@ -31,7 +31,7 @@ pub const COOKIE: &str = "__Host-shopd-console";
 /// The largest form the guard reads (a product import is the largest).
 const FORM_LIMIT: usize = 2 * 1024 * 1024;
 const CSS: &str = include_str!("../../templates/console/console.css");
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+const CSP: &str = "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The CSRF token of a console session: an HMAC of a fixed label under the cookie's own token, so it is bound
@@ -443,6 +443,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/staff")
             .app_data(web::PayloadConfig::new(FORM_LIMIT))
+            .app_data(
+                web::FormConfig::default()
+                    .limit(FORM_LIMIT)
+                    .error_handler(|e, _| {
+                        ConsoleError::refused(
+                            400,
+                            "Incomplete form",
+                            format!(
+                                "The form is incomplete or malformed ({e}); nothing was changed."
+                            ),
+                        )
+                        .into()
+                    }),
+            )
             .wrap(actix_web::middleware::from_fn(guard))
             .wrap(actix_web::middleware::from_fn(page_headers))
             .service(web::resource("/").route(web::get().to(home)))

@@ -107,7 +107,7 @@ impl Staff {
         self.password_step(email, password, ip, move |conn, key, account| {
             throttle::clear_login_failures(conn, key)?;
             let role = account.role.clone().unwrap_or_default();
-            let needed = Role::parse(&role).is_none_or(|r| r > Role::Clerk) || clerks_need_factor;
+            let needed = factor::needed(Role::parse(&role), clerks_need_factor);
             let stage = match factor::state(conn, &account.id)? {
                 FactorState::Confirmed => Stage::Factor,
                 _ if needed => Stage::Enrol,

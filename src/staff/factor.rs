@@ -250,10 +250,15 @@ fn random_recovery_code() -> String {
         .join("-")
 }
 
+/// Whether a member of `role` (as stored; an unknown one counts as above clerk) must have a second factor.
+pub fn needed(role: Option<Role>, clerks_need_factor: bool) -> bool {
+    role.is_none_or(|r| r > Role::Clerk) || clerks_need_factor
+}
+
 impl Staff {
     /// Whether a member of `role` must have a second factor to sign in.
     pub fn needs_factor(&self, role: Role) -> bool {
-        role > Role::Clerk || self.clerks_need_factor
+        needed(Some(role), self.clerks_need_factor)
     }
 
     pub async fn factor_state(&self, staff_id: &str) -> AppResult<FactorState> {

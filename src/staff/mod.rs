@@ -368,12 +368,8 @@ impl Staff {
         let tokens = self.tokens.clone();
         let (vault, clerks_need_factor) = (self.vault.clone(), self.clerks_need_factor);
         self.password_step(email, password, ip, move |conn, key, account| {
-            let role = account
-                .role
-                .as_deref()
-                .and_then(Role::parse)
-                .unwrap_or(Role::Clerk);
-            let needed = role > Role::Clerk || clerks_need_factor;
+            let role = account.role.as_deref().and_then(Role::parse);
+            let needed = factor::needed(role, clerks_need_factor);
             let code = code.as_ref().map(|c| c.expose().as_str());
             if let Err(refusal) = factor::second_factor(conn, &vault, &account.id, needed, code)? {
                 return Ok(Err(refusal));

@@ -952,3 +952,116 @@ async fn an_invited_member_sets_a_password_by_the_emailed_link_once_then_enrols(
     let audit = admin.get("/staff/audit?action=staff_invited").await;
     assert!(audit.body.contains("staff_invited"));
 }
+
+#[tokio::test]
+async fn the_queue_filters_by_status_flag_and_date_counts_each_status_and_pages_newest_first() {
+    let app = TestApp::spawn().await;
+    let (_, mut clerk) = member(&app, "clerk").await;
+    let (_, mut manager) = member(&app, "manager").await;
+    let phone = crate::helpers::unique_phone();
+    let customer = app.register(&phone).await;
+    let token = customer["access_token"].as_str().unwrap().to_owned();
+    let mut paid = Vec::new();
+    for _ in 0..52 {
+        paid.push(paid_order_for(&app, &token).await);
+    }
+    let (other, _) = paid_order_of(&app).await;
+    shopd::orders::state::set_flag(
+        &mut app.conn(),
+        &paid[3],
+        shopd::orders::OrderFlag::PaymentReview,
+        true,
+    )
+    .unwrap();
+
+    let all = clerk.get("/staff/orders").await;
+    assert_eq!(all.status, 200);
+    assert!(
+        all.body.contains("paid <span class=\"count\">53</span>"),
+        "counts per status"
+    );
+    let first = all.body.find(&other).expect("the newest first");
+    assert!(first < all.body.find(&paid[51]).unwrap());
+    assert!(!all.body.contains(&paid[0]), "50 a page");
+    let older = all.body[all.body.find("rel=\"next\" href=\"").unwrap() + 17..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let page_two = clerk.get(&older).await;
+    // 53 orders: the newest 50, then these three, and no further page.
+    assert!(
+        paid[..3]
+            .iter()
+            .all(|id| page_two.body.contains(id.as_str()))
+    );
+    assert!(!page_two.body.contains(&paid[3]) && !page_two.body.contains("rel=\"next\""));
+
+    let flagged = clerk.get("/staff/orders?flag=payment_review").await;
+    assert!(flagged.body.contains(&paid[3]) && !flagged.body.contains(&paid[4]));
+    let shipped = clerk.get("/staff/orders?status=shipped").await;
+    assert!(shipped.body.contains("No orders match."));
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let dated = clerk
+        .get(&format!("/staff/orders?since={today}&until={today}"))
+        .await;
+    assert!(dated.body.contains(&other));
+    let past = clerk.get("/staff/orders?until=2020-01-01").await;
+    assert!(past.body.contains("No orders match."));
+    let bad_date = clerk.get("/staff/orders?since=yesterday").await;
+    assert_eq!(bad_date.status, 200);
+    assert!(bad_date.body.contains("is a date like"));
+
+    let by_id = clerk.get(&format!("/staff/orders?order={other}")).await;
+    assert_eq!(
+        by_id.location.as_deref(),
+        Some(format!("/staff/orders/{other}").as_str())
+    );
+    assert!(
+        !all.body.contains("id=\"phone\""),
+        "no phone search for a clerk"
+    );
+    let clerk_phone = clerk
+        .get(&format!("/staff/orders?phone={}", urlencode(&phone)))
+        .await;
+    assert_eq!(clerk_phone.status, 403);
+    let by_phone = manager
+        .get(&format!("/staff/orders?phone={}", urlencode(&phone)))
+        .await;
+    assert!(by_phone.body.contains(&paid[51]) && !by_phone.body.contains(&other));
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn an_incomplete_form_gets_a_page_that_says_so_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, mut clerk) = member(&app, "clerk").await;
+    let order = paid_order(&app).await;
+    clerk.get(&format!("/staff/orders/{order}")).await;
+    let page = clerk
+        .post(&format!("/staff/orders/{order}/transition"), &[])
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.body.contains("nothing was changed"));
+    let unknown = clerk
+        .post(
+            &format!("/staff/orders/{order}/transition"),
+            &[("to", "teleported")],
+        )
+        .await;
+    assert_eq!(unknown.status, 422);
+    let missing = clerk.get("/staff/orders/no-such-order").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("There is no such record."));
+    let page = clerk.get(&format!("/staff/orders/{order}")).await;
+    assert_eq!(page.by_id("status").as_deref(), Some("paid"));
+}
