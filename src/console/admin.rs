@@ -435,6 +435,9 @@ struct AuditPage {
     entries: Vec<AuditEntry>,
     staff_id: String,
     action: String,
+    since: String,
+    until: String,
+    error: Option<String>,
     next: Option<String>,
 }
 
@@ -448,6 +451,8 @@ impl AuditPage {
 pub struct AuditQuery {
     staff_id: Option<String>,
     action: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     before: Option<String>,
 }
 
@@ -459,10 +464,28 @@ async fn audit(
     let q = query.into_inner();
     let pick = |v: Option<String>| v.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
     let (staff_id, action) = (pick(q.staff_id), pick(q.action));
-    let entries = state
-        .staff
-        .audit_entries(50, pick(q.before), staff_id.clone(), action.clone())
-        .await?;
+    let (since_text, until_text) = (pick(q.since), pick(q.until));
+    let (since, until, error) = match (
+        super::orders::date(&since_text, "from"),
+        super::orders::date(&until_text, "to"),
+    ) {
+        (Ok(since), Ok(until)) => (since, until.map(|u| u + chrono::Duration::days(1)), None),
+        (Err(e), _) | (_, Err(e)) => (None, None, Some(e)),
+    };
+    let filter = crate::staff::AuditFilter {
+        staff_id: staff_id.clone(),
+        action: action.clone(),
+        since,
+        until,
+    };
+    let entries = if error.is_some() {
+        Vec::new()
+    } else {
+        state
+            .staff
+            .audit_entries(50, pick(q.before), filter)
+            .await?
+    };
     let next = (entries.len() == 50)
         .then(|| entries.last().map(|e| e.id.clone()))
         .flatten();
@@ -471,6 +494,9 @@ async fn audit(
         entries,
         staff_id: staff_id.unwrap_or_default(),
         action: action.unwrap_or_default(),
+        since: since_text.unwrap_or_default(),
+        until: until_text.unwrap_or_default(),
+        error,
         next,
     })
 }

@@ -76,7 +76,7 @@ impl QueuePage {
     }
 }
 
-fn date(text: &Option<String>, field: &str) -> Result<Option<NaiveDateTime>, String> {
+pub fn date(text: &Option<String>, field: &str) -> Result<Option<NaiveDateTime>, String> {
     match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => Ok(None),
         Some(t) => NaiveDate::parse_from_str(t, "%Y-%m-%d")

@@ -86,6 +86,15 @@ pub struct AuditEntry {
     pub created_at: NaiveDateTime,
 }
 
+/// Which audit entries to list; `None` leaves a part open.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub staff_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<NaiveDateTime>,
+    pub until: Option<NaiveDateTime>,
+}
+
 /// A customer's contact, revealed to an admin.
 #[derive(Debug)]
 pub struct CustomerContact {
@@ -517,16 +526,16 @@ impl Staff {
         limit: i64,
         before: Option<String>,
     ) -> AppResult<Vec<AuditEntry>> {
-        self.audit_entries(limit, before, None, None).await
+        self.audit_entries(limit, before, AuditFilter::default())
+            .await
     }
 
-    /// The audit log, newest first, of one member or one action when given.
+    /// The audit log, newest first, of one member, one action or a span of days when given.
     pub async fn audit_entries(
         &self,
         limit: i64,
         before: Option<String>,
-        staff_id: Option<String>,
-        action: Option<String>,
+        filter: AuditFilter,
     ) -> AppResult<Vec<AuditEntry>> {
         self.db
             .run(move |conn| -> AppResult<Vec<AuditEntry>> {
@@ -546,11 +555,17 @@ impl Staff {
                 if let Some(before) = before {
                     query = query.filter(audit_log::id.lt(before));
                 }
-                if let Some(staff_id) = staff_id {
+                if let Some(staff_id) = filter.staff_id {
                     query = query.filter(audit_log::staff_id.eq(staff_id));
                 }
-                if let Some(action) = action {
+                if let Some(action) = filter.action {
                     query = query.filter(audit_log::action.eq(action));
+                }
+                if let Some(since) = filter.since {
+                    query = query.filter(audit_log::created_at.ge(since));
+                }
+                if let Some(until) = filter.until {
+                    query = query.filter(audit_log::created_at.lt(until));
                 }
                 Ok(query.load(conn)?)
             })

@@ -1065,3 +1065,93 @@ async fn an_incomplete_form_gets_a_page_that_says_so_and_changes_nothing() {
     let page = clerk.get(&format!("/staff/orders/{order}")).await;
     assert_eq!(page.by_id("status").as_deref(), Some("paid"));
 }
+
+#[tokio::test]
+async fn an_admin_reveals_and_erases_a_customer_and_changes_a_role_each_audited() {
+    let app = TestApp::spawn().await;
+    let (_, mut admin) = member(&app, "admin").await;
+    let (_, mut clerk) = member(&app, "clerk").await;
+    let phone = crate::helpers::unique_phone();
+    let customer = app.register(&phone).await;
+    let customer_id = customer["customer_id"].as_str().unwrap().to_owned();
+
+    let found = admin
+        .get(&format!("/staff/customers?id={customer_id}"))
+        .await;
+    assert!(found.body.contains("hidden until revealed") && !found.body.contains(&phone));
+    let revealed = admin
+        .post(&format!("/staff/customers/{customer_id}/reveal"), &[])
+        .await;
+    assert_eq!(revealed.status, 200);
+    assert!(revealed.body.contains(&phone), "the contact, opened");
+    assert!(revealed.body.contains("recorded in the audit log"));
+    let unconfirmed = admin
+        .post(
+            &format!("/staff/customers/{customer_id}/erase"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422);
+    assert!(unconfirmed.body.contains("nothing was erased"));
+    let erased = admin
+        .post(
+            &format!("/staff/customers/{customer_id}/erase"),
+            &[("confirm", &customer_id)],
+        )
+        .await;
+    assert_eq!(
+        erased.location.as_deref(),
+        Some("/staff/customers?done=erased")
+    );
+    let after = admin
+        .post(&format!("/staff/customers/{customer_id}/reveal"), &[])
+        .await;
+    assert!(!after.body.contains(&phone), "erased: {}", after.status);
+
+    let clerk_id = app
+        .state
+        .staff
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == Role::Clerk)
+        .unwrap()
+        .id;
+    assert_eq!(clerk.get("/staff/products").await.status, 403);
+    admin.get("/staff/members").await;
+    let promoted = admin
+        .post(
+            &format!("/staff/members/{clerk_id}/role"),
+            &[("role", "manager")],
+        )
+        .await;
+    assert_eq!(promoted.status, 303);
+    assert_eq!(
+        clerk.get("/staff/products").await.status,
+        200,
+        "the new role counts at the next request"
+    );
+
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let audit = admin
+        .get(&format!("/staff/audit?since={today}&until={today}"))
+        .await;
+    for action in [
+        "reveal_customer_contact",
+        "erase_customer",
+        "staff_role_changed",
+    ] {
+        assert!(audit.body.contains(action), "{action}");
+    }
+    assert!(!audit.body.contains(&phone), "nothing personal in the log");
+    let old = admin.get("/staff/audit?until=2020-01-01").await;
+    assert!(old.body.contains("Nothing recorded."));
+    let by_member = admin
+        .get(&format!("/staff/audit?staff_id={clerk_id}"))
+        .await;
+    assert!(
+        by_member.body.contains("Nothing recorded."),
+        "the clerk did nothing audited"
+    );
+}
