@@ -71,7 +71,7 @@ pub const MATRIX: &[Rule] = &[
     rule("POST", "/staff/customers/{id}/erase", Some(Admin), "erase a customer, confirmed by their id (audited)"),
     rule("GET", "/staff/members", Some(Admin), "the staff members"),
     rule("POST", "/staff/members", Some(Admin), "invite a member: the e-mail with a one-time link to set a password (audited)"),
-    rule("POST", "/staff/members/{id}/role", Some(Admin), "change a member's role (audited)"),
+    rule("POST", "/staff/members/{id}/role", Some(Admin), "change a member's role; their sessions end (audited)"),
     rule("POST", "/staff/members/{id}/disable", Some(Admin), "disable a member; their sessions end (audited)"),
     rule("POST", "/staff/members/{id}/reset-factor", Some(Admin), "reset a member's second factor (audited)"),
     rule("GET", "/staff/audit", Some(Admin), "the audit log, by person and action"),

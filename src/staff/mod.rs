@@ -302,7 +302,8 @@ impl Staff {
         Ok(())
     }
 
-    /// An admin changes a colleague's role (audited); it counts from their next request.
+    /// An admin changes a colleague's role (audited). Every session of theirs ends: a token names the role it
+    /// was issued with, so the new role counts from their next sign-in, and a demoted member keeps nothing.
     pub async fn change_role(
         &self,
         actor: &str,
@@ -311,8 +312,9 @@ impl Staff {
         request_id: Option<String>,
     ) -> AppResult<()> {
         let (actor, id) = (actor.to_owned(), staff_id.to_owned());
-        self.db
-            .write(move |conn| -> AppResult<()> {
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<Vec<String>> {
                 let changed = diesel::update(staff::table.find(&id))
                     .set(staff::role.eq(role.as_str()))
                     .execute(conn)?;
@@ -326,9 +328,11 @@ impl Staff {
                     ("staff", &id),
                     request_id.as_deref(),
                 )?;
-                Ok(())
+                Ok(sessions::end_sessions_of(conn, &id, None, "role_changed")?)
             })
-            .await
+            .await?;
+        self.revocations.ended_here(&ended);
+        Ok(())
     }
 
     pub async fn list(&self) -> AppResult<Vec<StaffMember>> {

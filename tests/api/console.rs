@@ -1070,7 +1070,11 @@ async fn an_incomplete_form_gets_a_page_that_says_so_and_changes_nothing() {
 async fn an_admin_reveals_and_erases_a_customer_and_changes_a_role_each_audited() {
     let app = TestApp::spawn().await;
     let (_, mut admin) = member(&app, "admin").await;
-    let (_, mut clerk) = member(&app, "clerk").await;
+    let (clerk_email, mut clerk) = member(&app, "clerk").await;
+    let clerk_token = staff_login(&app, &clerk_email).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let phone = crate::helpers::unique_phone();
     let customer = app.register(&phone).await;
     let customer_id = customer["customer_id"].as_str().unwrap().to_owned();
@@ -1127,11 +1131,21 @@ async fn an_admin_reveals_and_erases_a_customer_and_changes_a_role_each_audited(
         )
         .await;
     assert_eq!(promoted.status, 303);
+    // Their sessions end (a token names the role it was issued with): the new role counts from the next
+    // sign-in, on the console and on the API.
     assert_eq!(
-        clerk.get("/staff/products").await.status,
-        200,
-        "the new role counts at the next request"
+        clerk.get("/staff/products").await.location.as_deref(),
+        Some("/staff/sign-in?signed_out=1")
     );
+    assert_problem(
+        app.request(Method::GET, "/v1/staff/orders", &clerk_token, None)
+            .await,
+        401,
+        "session_ended",
+    )
+    .await;
+    let mut promoted = signed_in(&app, &clerk_email).await;
+    assert_eq!(promoted.get("/staff/products").await.status, 200);
 
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let audit = admin
@@ -1154,4 +1168,41 @@ async fn an_admin_reveals_and_erases_a_customer_and_changes_a_role_each_audited(
         by_member.body.contains("Nothing recorded."),
         "the clerk did nothing audited"
     );
+}
+
+/// A console session is a staff session: an hour without a click ends it, as 12 hours in all do.
+#[tokio::test]
+async fn an_hour_idle_or_twelve_in_all_signs_the_console_out() {
+    use diesel::prelude::*;
+    use shopd::db::schema::sessions;
+    let app = TestApp::spawn().await;
+    let (_, mut clerk) = member(&app, "clerk").await;
+    assert_eq!(clerk.get("/staff/orders").await.status, 200);
+    let now = chrono::Utc::now().naive_utc();
+    diesel::update(sessions::table)
+        .set(sessions::last_used_at.eq(now - chrono::Duration::minutes(59)))
+        .execute(&mut app.conn())
+        .unwrap();
+    assert_eq!(
+        clerk.get("/staff/orders").await.status,
+        200,
+        "59 minutes idle"
+    );
+    diesel::update(sessions::table)
+        .set(sessions::last_used_at.eq(now - chrono::Duration::minutes(61)))
+        .execute(&mut app.conn())
+        .unwrap();
+    let idle = clerk.get("/staff/orders").await;
+    assert_eq!(
+        idle.location.as_deref(),
+        Some("/staff/sign-in?signed_out=1")
+    );
+
+    let (_, mut manager) = member(&app, "manager").await;
+    diesel::update(sessions::table)
+        .set(sessions::expires_at.eq(now - chrono::Duration::seconds(1)))
+        .execute(&mut app.conn())
+        .unwrap();
+    let old = manager.get("/staff/orders").await;
+    assert_eq!(old.location.as_deref(), Some("/staff/sign-in?signed_out=1"));
 }
