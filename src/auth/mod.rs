@@ -3,6 +3,7 @@
 
 mod account;
 pub mod claims;
+pub mod id_tokens;
 pub mod login;
 pub mod otp;
 pub mod passwords;

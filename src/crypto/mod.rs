@@ -9,6 +9,8 @@ mod keys;
 mod mac;
 pub mod ring_jwt;
 mod sealed;
+#[cfg(test)]
+pub(crate) mod test_keys;
 pub mod webhook;
 
 pub use blind_index::{BlindIndexKey, IndexKind};
