@@ -4,6 +4,7 @@
 //! Screenshots of the main pages go to `target/console-screenshots/` (and, with `SHOPD_UPDATE_DOCS=1`, to
 //! `docs/staff-console/`, which `docs/staff-console.md` shows).
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -26,8 +27,12 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Ends chromedriver and every Chromium process it started: they share its process group.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // SAFETY: a plain kill(2) of the group this test made; no memory is touched.
+        unsafe {
+            libc::kill(-(self.driver.id() as i32), libc::SIGKILL);
+        }
         let _ = self.driver.wait();
     }
 }
@@ -57,6 +62,8 @@ async fn browser(app: &TestApp) -> Option<Browser> {
     let port = free_port();
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        // A process group of its own, so that ending the test ends the browsers too.
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
