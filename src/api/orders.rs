@@ -222,6 +222,15 @@ pub struct ShipmentView {
     tracking_number: String,
 }
 
+impl From<crate::orders::read::Shipment> for ShipmentView {
+    fn from(s: crate::orders::read::Shipment) -> Self {
+        Self {
+            carrier: s.carrier,
+            tracking_number: s.tracking_number,
+        }
+    }
+}
+
 impl From<OrderDetail> for OrderDetailView {
     fn from(d: OrderDetail) -> Self {
         Self {
@@ -240,10 +249,7 @@ impl From<OrderDetail> for OrderDetailView {
             total: d.total.into(),
             created_at: d.created_at.and_utc(),
             updated_at: d.updated_at.and_utc(),
-            shipment: d.shipment.map(|s| ShipmentView {
-                carrier: s.carrier,
-                tracking_number: s.tracking_number,
-            }),
+            shipment: d.shipment.map(ShipmentView::from),
         }
     }
 }

@@ -347,6 +347,9 @@ pub struct StaffOrderView {
     needs_refund: bool,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
+    /// The carrier and tracking number, once shipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shipment: Option<super::orders::ShipmentView>,
     history: Vec<OrderEventView>,
 }
 
@@ -532,6 +535,7 @@ pub async fn order(
             needs_refund: summary.needs_refund,
             created_at: summary.created_at.and_utc(),
             updated_at: summary.updated_at.and_utc(),
+            shipment: detail.shipment.map(super::orders::ShipmentView::from),
             history: events
                 .into_iter()
                 .map(|e| OrderEventView {

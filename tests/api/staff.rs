@@ -1084,3 +1084,54 @@ async fn the_export_holds_everything_of_the_customer_and_nothing_of_anyone_else(
         assert!(!text.contains(foreign), "{foreign} is in the export");
     }
 }
+
+#[tokio::test]
+async fn the_api_ships_with_a_carrier_and_tracking_number_that_both_views_show() {
+    let app = TestApp::spawn().await;
+    let token = staff_token(&app, "clerk").await;
+    let order = paid_order(&app).await;
+    let path = format!("/v1/staff/orders/{order}/transitions");
+    let fulfil = app
+        .request(
+            Method::POST,
+            &path,
+            &token,
+            Some(&json!({"to": "fulfilling"})),
+        )
+        .await;
+    assert_eq!(fulfil.status(), 200);
+    let half = app
+        .request(
+            Method::POST,
+            &path,
+            &token,
+            Some(&json!({"to": "shipped", "carrier": "DHL"})),
+        )
+        .await;
+    assert_problem(half, 422, "invalid_shipment").await;
+    let wrong_step = app
+        .request(
+            Method::POST,
+            &path,
+            &token,
+            Some(&json!({"to": "delivered", "carrier": "DHL", "tracking_number": "1"})),
+        )
+        .await;
+    assert_problem(wrong_step, 422, "invalid_shipment").await;
+    let shipped: Value = app
+        .request(
+            Method::POST,
+            &path,
+            &token,
+            Some(&json!({"to": "shipped", "carrier": " DHL ", "tracking_number": "JD0146"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shipped["status"], "shipped");
+    assert_eq!(
+        shipped["shipment"],
+        json!({"carrier": "DHL", "tracking_number": "JD0146"})
+    );
+}
