@@ -306,6 +306,13 @@ pub async fn guard(
         tracing::error!(route = %pattern, "a console route is missing from the security matrix: refused");
         return refuse(req, AppError::NotFound.into());
     };
+    if rule.path == "/staff/console.css" {
+        // The stylesheet is the same for everyone: no session to look up.
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let state = req
         .app_data::<web::Data<AppState>>()
         .cloned()

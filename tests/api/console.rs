@@ -563,6 +563,19 @@ async fn every_page_has_the_strict_headers_and_escapes_what_staff_typed() {
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(headers["referrer-policy"], "no-referrer");
     assert_eq!(headers["cache-control"], "no-store");
+    let css = manager.get("/staff/console.css").await;
+    assert_eq!(css.status, 200);
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert_eq!(
+        css.headers["cache-control"], "public, max-age=3600",
+        "the one cached file"
+    );
+    assert!(css.body.contains("@media"), "responsive");
     let bad_price = manager
         .post(
             &format!("/staff/products/{product}"),
