@@ -91,10 +91,12 @@ impl From<DbError> for AppError {
         match error {
             DbError::Unavailable(cause) => Self::Unavailable(cause),
             DbError::Query(diesel::result::Error::NotFound) => Self::NotFound,
-            // The connection died under the query (the server restarted, the network went): retryable.
+            // The connection died under the query (the server restarted, the network went), or a serializable
+            // transaction lost to another (SQLSTATE 40001): retryable, so a 503 with Retry-After, not a 500.
             DbError::Query(diesel::result::Error::DatabaseError(
                 kind @ (diesel::result::DatabaseErrorKind::ClosedConnection
-                | diesel::result::DatabaseErrorKind::UnableToSendCommand),
+                | diesel::result::DatabaseErrorKind::UnableToSendCommand
+                | diesel::result::DatabaseErrorKind::SerializationFailure),
                 _,
             )) => Self::Unavailable(format!("{kind:?}")),
             other => Self::Internal(other.into()),
@@ -109,3 +111,24 @@ impl From<diesel::result::Error> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::*;
+
+    #[test]
+    fn a_lost_serializable_transaction_is_unavailable_not_internal() {
+        let lost = Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new("could not serialize access due to concurrent update".to_owned()),
+        );
+        assert!(matches!(AppError::from(lost), AppError::Unavailable(_)));
+        let other = Error::DatabaseError(
+            DatabaseErrorKind::CheckViolation,
+            Box::new("new row violates check constraint".to_owned()),
+        );
+        assert!(matches!(AppError::from(other), AppError::Internal(_)));
+    }
+}
