@@ -76,6 +76,10 @@ pub enum AppError {
     /// The database cannot be reached or the pool is exhausted: the client may retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost to a concurrent one (PostgreSQL's SQLSTATE 40001) even after `Db::write` ran it
+    /// again: a 503 with Retry-After, as `Unavailable`.
+    #[error("the transaction lost to a concurrent one")]
+    Contended,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -91,14 +95,13 @@ impl From<DbError> for AppError {
         match error {
             DbError::Unavailable(cause) => Self::Unavailable(cause),
             DbError::Query(diesel::result::Error::NotFound) => Self::NotFound,
-            // The connection died under the query (the server restarted, the network went), or a serializable
-            // transaction lost to another (SQLSTATE 40001): retryable, so a 503 with Retry-After, not a 500.
+            // The connection died under the query (the server restarted, the network went): retryable.
             DbError::Query(diesel::result::Error::DatabaseError(
                 kind @ (diesel::result::DatabaseErrorKind::ClosedConnection
-                | diesel::result::DatabaseErrorKind::UnableToSendCommand
-                | diesel::result::DatabaseErrorKind::SerializationFailure),
+                | diesel::result::DatabaseErrorKind::UnableToSendCommand),
                 _,
             )) => Self::Unavailable(format!("{kind:?}")),
+            DbError::Query(e) if crate::db::is_serialization_failure(&e) => Self::Contended,
             other => Self::Internal(other.into()),
         }
     }
@@ -112,6 +115,12 @@ impl From<diesel::result::Error> for AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+impl crate::db::Contention for AppError {
+    fn is_contention(&self) -> bool {
+        matches!(self, Self::Contended)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use diesel::result::{DatabaseErrorKind, Error};
@@ -119,12 +128,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lost_serializable_transaction_is_unavailable_not_internal() {
+    fn a_lost_serializable_transaction_is_contended_not_internal() {
         let lost = Error::DatabaseError(
             DatabaseErrorKind::SerializationFailure,
             Box::new("could not serialize access due to concurrent update".to_owned()),
         );
-        assert!(matches!(AppError::from(lost), AppError::Unavailable(_)));
+        assert!(matches!(AppError::from(lost), AppError::Contended));
         let other = Error::DatabaseError(
             DatabaseErrorKind::CheckViolation,
             Box::new("new row violates check constraint".to_owned()),

@@ -124,7 +124,7 @@ impl ResponseError for AppError {
                 StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Contended => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,6 +133,20 @@ impl ResponseError for AppError {
         match self {
             Self::Problem(p) => problem_response(p),
             Self::NotFound => problem_response(&not_found()),
+            Self::Contended => {
+                tracing::warn!(
+                    "a write transaction lost to concurrent ones, and again when run again"
+                );
+                problem_response(&Problem {
+                    retry_after: Some(RETRY_AFTER_UNAVAILABLE),
+                    ..Problem::new(
+                        503,
+                        "service_unavailable",
+                        "Service unavailable",
+                        "The service is briefly unavailable; try again shortly.",
+                    )
+                })
+            }
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
                 problem_response(&Problem {

@@ -269,7 +269,7 @@ impl Identity {
                 Ok(match scope {
                     LogoutScope::Local => {
                         sessions::end_session(conn, &sid, "logout")?;
-                        vec![sid]
+                        vec![sid.clone()]
                     }
                     LogoutScope::Others => {
                         sessions::end_sessions_of(conn, &subject, Some(&sid), "logout_others")?
@@ -314,7 +314,7 @@ impl Identity {
                     return Err(AppError::NotFound);
                 }
                 sessions::end_session(conn, &sid, "ended_by_customer")?;
-                Ok(sid)
+                Ok(sid.clone())
             })
             .await?;
         self.revocations.ended_here([&ended]);
@@ -462,13 +462,10 @@ impl Identity {
         self.db
             .write(move |conn| -> AppResult<()> {
                 load_customer(conn, &id)?;
-                if let Some(name) = name {
+                if let Some(name) = &name {
                     let sealed = match name {
                         Some(n) => {
-                            Some(
-                                this.vault
-                                    .seal(conn, &id, customer_field("name", &id), &n)?,
-                            )
+                            Some(this.vault.seal(conn, &id, customer_field("name", &id), n)?)
                         }
                         None => None,
                     };
@@ -476,7 +473,7 @@ impl Identity {
                         .set(customers::name.eq(sealed))
                         .execute(conn)?;
                 }
-                if let Some(email) = email {
+                if let Some(email) = &email {
                     let (sealed, index) = match email {
                         Some(e) => (
                             Some(this.vault.seal(

@@ -47,8 +47,8 @@ pub async fn password_login<Find, Rehash, Start, Started>(
 ) -> AppResult<Started>
 where
     Find: FnOnce(&mut DbConnection, &[u8]) -> QueryResult<Option<Account>> + Send + 'static,
-    Rehash: FnOnce(&mut DbConnection, &str, String) -> QueryResult<usize> + Send + 'static,
-    Start: FnOnce(&mut DbConnection, &[u8], &Account) -> AppResult<Started> + Send + 'static,
+    Rehash: FnMut(&mut DbConnection, &str, String) -> QueryResult<usize> + Send + 'static,
+    Start: FnMut(&mut DbConnection, &[u8], &Account) -> AppResult<Started> + Send + 'static,
     Started: Send + 'static,
 {
     let key = account_key.clone();
@@ -77,14 +77,15 @@ where
         return Err(invalid_credentials(failure_detail));
     };
     if !verdict.needs_rehash {
+        let mut start = start;
         return db
             .write(move |conn| start(conn, &account_key, &account))
             .await;
     }
     let rehash = hasher.hash(password).await?;
-    let store_rehash = store.store_rehash;
+    let (mut store_rehash, mut start) = (store.store_rehash, start);
     db.write(move |conn| -> AppResult<Started> {
-        store_rehash(conn, &account.id, rehash)?;
+        store_rehash(conn, &account.id, rehash.clone())?;
         start(conn, &account_key, &account)
     })
     .await

@@ -160,7 +160,7 @@ impl Identity {
             .db
             .write(move |conn| -> AppResult<String> {
                 let now = now();
-                let phone = phone_for_tx;
+                let phone = phone_for_tx.clone();
                 let phone_index = this.vault.blind_index(IndexKind::Phone, phone.e164());
                 check_phone_quota(conn, &phone_index, now)?;
                 let existing: Option<String> = customers::table
@@ -222,7 +222,7 @@ impl Identity {
             let vid = verification_id.to_owned();
             self.db
                 .write(move |conn| {
-                    diesel::update(verifications::table.find(vid))
+                    diesel::update(verifications::table.find(&vid))
                         .set(verifications::last_sent_at.eq(None::<NaiveDateTime>))
                         .execute(conn)
                         .map_err(DbError::from)

@@ -56,6 +56,67 @@ pub enum DbError {
     Task(String),
 }
 
+/// Whether an error says that the transaction lost to a concurrent one — PostgreSQL's SQLSTATE 40001, which
+/// serializable isolation (and the distributed engines that speak its wire protocol) raise. `Db::write` runs
+/// such a transaction again.
+pub trait Contention {
+    fn is_contention(&self) -> bool;
+}
+
+pub fn is_serialization_failure(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::SerializationFailure,
+            _
+        )
+    )
+}
+
+impl Contention for diesel::result::Error {
+    fn is_contention(&self) -> bool {
+        is_serialization_failure(self)
+    }
+}
+
+impl Contention for DbError {
+    fn is_contention(&self) -> bool {
+        matches!(self, Self::Query(e) if is_serialization_failure(e))
+    }
+}
+
+/// The pauses before each new run of a write transaction that lost to a concurrent one (each with as much
+/// again at random); after the last, the error goes to the caller (a 503 for a request).
+const CONTENTION_PAUSES: [Duration; 4] = [
+    Duration::from_millis(2),
+    Duration::from_millis(10),
+    Duration::from_millis(40),
+    Duration::from_millis(160),
+];
+
+/// `write_tx` of `f`, run again after a short pause while it loses to concurrent transactions (at most
+/// `CONTENTION_PAUSES.len()` more times).
+fn write_tx_retrying<T, E, F>(conn: &mut DbConnection, mut f: F) -> Result<T, E>
+where
+    F: FnMut(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error> + Contention,
+{
+    let mut pauses = CONTENTION_PAUSES.iter();
+    loop {
+        match write_tx(conn, &mut f) {
+            Err(e) if e.is_contention() => {
+                let Some(pause) = pauses.next() else {
+                    return Err(e);
+                };
+                let jitter = pause.mul_f64(rand::random::<f64>());
+                tracing::debug!(pause = ?(*pause + jitter), "a write transaction lost to a concurrent one; again");
+                std::thread::sleep(*pause + jitter);
+            }
+            done => return done,
+        }
+    }
+}
+
 /// The pool and what it talks to. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
@@ -185,14 +246,16 @@ impl Db {
     }
 
     /// `run` in one write transaction (`write_tx`); on SQLite, made by the writer thread (`sqlite_writer`).
+    /// On PostgreSQL a transaction that loses to a concurrent one (40001) runs again after a short pause, a
+    /// few times (`CONTENTION_PAUSES`): so `f` may run more than once, and must do nothing but database work.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Contention + Send + 'static,
     {
         let Some(writer) = &self.writer else {
-            return self.run(move |conn| write_tx(conn, f)).await;
+            return self.run(move |conn| write_tx_retrying(conn, f)).await;
         };
         let (answer, answered) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();

@@ -408,7 +408,7 @@ impl Staff {
         email: &str,
         password: Sensitive<String>,
         ip: IpAddr,
-        then: impl FnOnce(
+        then: impl FnMut(
             &mut DbConnection,
             &[u8],
             &Account,

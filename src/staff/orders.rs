@@ -424,8 +424,12 @@ impl Staff {
         let actor = actor.to_owned();
         self.db
             .write(move |conn| -> AppResult<String> {
-                let id =
-                    crate::orders::catalogue::insert_products(conn, &[product], |_| {})?.remove(0);
+                let id = crate::orders::catalogue::insert_products(
+                    conn,
+                    std::slice::from_ref(&product),
+                    |_| {},
+                )?
+                .remove(0);
                 audit(
                     conn,
                     &actor,

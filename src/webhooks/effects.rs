@@ -92,6 +92,12 @@ impl From<AppError> for ApplyError {
     }
 }
 
+impl crate::db::Contention for ApplyError {
+    fn is_contention(&self) -> bool {
+        matches!(self, Self::App(e) if crate::db::Contention::is_contention(e))
+    }
+}
+
 /// Applies `event` and records its receipt; returns the outcome and the order it concerned (as it was read
 /// before the effect).
 pub fn apply(

@@ -320,7 +320,14 @@ fn keep(
                 column: "body",
                 row_id: &id,
             };
-            vault.seal(conn, customer, field, &text).ok()
+            match vault.seal(conn, customer, field, &text) {
+                Ok(sealed) => Some(sealed),
+                // A database error aborts the transaction: it is the transaction's error (a lost race
+                // runs it again), never swallowed to run the next statement in an aborted transaction.
+                Err(crate::vault::VaultError::Db(e)) => return Err(e.into()),
+                // The customer's key is gone (erased): the body is kept as its digest only.
+                Err(_) => None,
+            }
         }
         None => None,
     };

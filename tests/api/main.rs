@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod config;
 mod console;
+mod contention;
 mod crypto;
 mod durability;
 mod edge;
