@@ -594,3 +594,20 @@ pub fn token_claims(token: &str) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// Whether the test database runs every transaction serializable (`.ci/run`'s third pass sets
+/// `PGOPTIONS=-c default_transaction_isolation=serializable`).
+pub fn serializable(app: &TestApp) -> bool {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Isolation {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        default_transaction_isolation: String,
+    }
+    if !app.db.is_postgres() {
+        return false;
+    }
+    diesel::sql_query("SHOW default_transaction_isolation")
+        .get_result::<Isolation>(&mut app.conn())
+        .is_ok_and(|i| i.default_transaction_isolation == "serializable")
+}
