@@ -117,6 +117,19 @@ pub fn not_found() -> Problem {
     problem_for_status(StatusCode::NOT_FOUND)
 }
 
+/// The 503 of a database that is down or a transaction that kept losing: try again after `Retry-After`.
+fn briefly_unavailable() -> Problem {
+    Problem {
+        retry_after: Some(RETRY_AFTER_UNAVAILABLE),
+        ..Problem::new(
+            503,
+            "service_unavailable",
+            "Service unavailable",
+            "The service is briefly unavailable; try again shortly.",
+        )
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -137,27 +150,11 @@ impl ResponseError for AppError {
                 tracing::warn!(
                     "a write transaction lost to concurrent ones, and again when run again"
                 );
-                problem_response(&Problem {
-                    retry_after: Some(RETRY_AFTER_UNAVAILABLE),
-                    ..Problem::new(
-                        503,
-                        "service_unavailable",
-                        "Service unavailable",
-                        "The service is briefly unavailable; try again shortly.",
-                    )
-                })
+                problem_response(&briefly_unavailable())
             }
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                problem_response(&Problem {
-                    retry_after: Some(RETRY_AFTER_UNAVAILABLE),
-                    ..Problem::new(
-                        503,
-                        "service_unavailable",
-                        "Service unavailable",
-                        "The service is briefly unavailable; try again shortly.",
-                    )
-                })
+                problem_response(&briefly_unavailable())
             }
             Self::Internal(cause) => {
                 tracing::error!(cause = format!("{cause:#}"), "request failed");

@@ -563,11 +563,7 @@ pub async fn transition(
 ) -> AppResult<HttpResponse> {
     let b = body.0;
     let to = parse_status(&b.to, "to")?;
-    let note = b.note.map(|n| {
-        n.chars()
-            .take(crate::orders::state::MAX_NOTE_CHARS)
-            .collect::<String>()
-    });
+    let note = b.note;
     let shipment = match (b.carrier, b.tracking_number) {
         (None, None) => None,
         (carrier, tracking) => Some(crate::staff::orders::parse_shipment(

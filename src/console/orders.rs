@@ -291,11 +291,7 @@ async fn transition(
     } else {
         None
     };
-    let note = given(&form.note).map(|n| {
-        n.chars()
-            .take(crate::orders::state::MAX_NOTE_CHARS)
-            .collect::<String>()
-    });
+    let note = given(&form.note).map(str::to_owned);
     state
         .staff
         .change_order(

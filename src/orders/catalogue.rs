@@ -159,21 +159,7 @@ pub fn list_active(
     after: Option<&str>,
     limit: i64,
 ) -> AppResult<Page<Product>> {
-    let mut query = products::table
-        .filter(products::active.eq(true))
-        .select(ProductRow::as_select())
-        .order(products::id)
-        .limit(limit + 1)
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(products::id.gt(after.to_owned()));
-    }
-    let rows: Vec<ProductRow> = query.load(conn)?;
-    Ok(Page::of(
-        rows.into_iter().map(Product::from).collect(),
-        limit,
-        |p| p.id.clone(),
-    ))
+    list(conn, after, limit, true)
 }
 
 /// Every product, active or not, in id order after the cursor (the staff's list).
@@ -182,11 +168,23 @@ pub fn list_all(
     after: Option<&str>,
     limit: i64,
 ) -> AppResult<Page<Product>> {
+    list(conn, after, limit, false)
+}
+
+fn list(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+    active_only: bool,
+) -> AppResult<Page<Product>> {
     let mut query = products::table
         .select(ProductRow::as_select())
         .order(products::id)
         .limit(limit + 1)
         .into_boxed();
+    if active_only {
+        query = query.filter(products::active.eq(true));
+    }
     if let Some(after) = after {
         query = query.filter(products::id.gt(after.to_owned()));
     }

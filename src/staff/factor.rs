@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 use totp_rs::{Builder, Secret, Totp};
 
-use super::{Role, Staff, audit, email_field};
-use crate::auth::sessions::{self, now};
+use super::{Role, Staff, email_field};
+use crate::auth::sessions::now;
 use crate::auth::throttle;
 use crate::db::DbConnection;
 use crate::db::schema::{console_sessions, staff, staff_factors, staff_recovery_codes};
@@ -383,38 +383,19 @@ impl Staff {
         staff_id: &str,
         request_id: Option<String>,
     ) -> AppResult<()> {
-        let (actor, id) = (actor.to_owned(), staff_id.to_owned());
-        let ended = self
-            .db
-            .write(move |conn| -> AppResult<Vec<String>> {
-                let found: i64 = staff::table.find(&id).count().get_result(conn)?;
-                if found == 0 {
-                    return Err(AppError::NotFound);
-                }
-                diesel::delete(staff_factors::table.find(&id)).execute(conn)?;
-                diesel::delete(
-                    staff_recovery_codes::table.filter(staff_recovery_codes::staff_id.eq(&id)),
-                )
+        let reasons = ("staff_factor_reset", "second_factor_reset");
+        self.change_member(actor, staff_id, request_id, reasons, |conn, id| {
+            let found: i64 = staff::table.find(id).count().get_result(conn)?;
+            diesel::delete(staff_factors::table.find(id)).execute(conn)?;
+            diesel::delete(
+                staff_recovery_codes::table.filter(staff_recovery_codes::staff_id.eq(id)),
+            )
+            .execute(conn)?;
+            diesel::delete(console_sessions::table.filter(console_sessions::staff_id.eq(id)))
                 .execute(conn)?;
-                diesel::delete(console_sessions::table.filter(console_sessions::staff_id.eq(&id)))
-                    .execute(conn)?;
-                audit(
-                    conn,
-                    &actor,
-                    "staff_factor_reset",
-                    ("staff", &id),
-                    request_id.as_deref(),
-                )?;
-                Ok(sessions::end_sessions_of(
-                    conn,
-                    &id,
-                    None,
-                    "second_factor_reset",
-                )?)
-            })
-            .await?;
-        self.revocations.ended_here(&ended);
-        Ok(())
+            Ok(found as usize)
+        })
+        .await
     }
 }
 

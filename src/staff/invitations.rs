@@ -9,11 +9,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
 use subtle::ConstantTimeEq;
 
-use super::{Role, Staff, audit, email_field};
+use super::{Role, Staff, audit, email_field, insert_member, member_password};
 use crate::auth::sessions::now;
 use crate::crypto::IndexKind;
+use crate::db::DbConnection;
 use crate::db::schema::{staff, staff_invitations};
-use crate::domain::{Email, NewPassword, Sensitive};
+use crate::domain::{Email, Sensitive};
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Notification};
 use crate::vault::{Opened, Vault};
@@ -66,8 +67,6 @@ fn open_invitation(conn: &mut DbConnection, invitation_id: &str) -> AppResult<St
         .ok_or_else(not_valid)
 }
 
-use crate::db::DbConnection;
-
 impl Staff {
     /// An admin invites a new member (audited): the account, without a password, and the e-mail with its link,
     /// in one transaction.
@@ -82,34 +81,16 @@ impl Staff {
             AppError::from(Problem::invalid("invalid_email", "email", e.to_string()))
         })?;
         let vault = self.vault.clone();
-        let index = vault.blind_index(IndexKind::Email, email.as_str());
         let actor = actor.to_owned();
         self.db
             .write(move |conn| -> AppResult<String> {
-                let taken: i64 = staff::table
-                    .filter(staff::email_index.eq(&index))
-                    .count()
-                    .get_result(conn)?;
-                if taken > 0 {
-                    return Err(Problem::conflict(
-                        "staff_exists",
-                        "A staff member with this e-mail exists already.",
-                    )
-                    .into());
-                }
-                let id = uuid::Uuid::now_v7().to_string();
-                vault.create_data_key(conn, &id)?;
-                let sealed = vault.seal(conn, &id, email_field(&id), email.as_str())?;
-                diesel::insert_into(staff::table)
-                    .values((
-                        staff::id.eq(&id),
-                        staff::email_index.eq(&index),
-                        staff::email.eq(&sealed),
-                        staff::role.eq(role.as_str()),
-                        staff::password_hash.eq(NO_PASSWORD),
-                        staff::created_at.eq(now()),
-                    ))
-                    .execute(conn)?;
+                let id =
+                    insert_member(conn, &vault, &email, role, NO_PASSWORD)?.ok_or_else(|| {
+                        AppError::from(Problem::conflict(
+                            "staff_exists",
+                            "A staff member with this e-mail exists already.",
+                        ))
+                    })?;
                 let invitation_id = uuid::Uuid::now_v7().to_string();
                 diesel::insert_into(staff_invitations::table)
                     .values((
@@ -169,10 +150,9 @@ impl Staff {
                 }
             })
             .await?;
-        let local = email.split('@').next().unwrap_or_default().to_owned();
-        let password = NewPassword::parse(password.expose(), &[&email, &local]).map_err(|e| {
-            AppError::from(Problem::invalid("weak_password", "password", e.to_string()))
-        })?;
+        let email = Email::parse(&email).map_err(|_| not_valid())?;
+        let password = member_password(&email, &password)
+            .map_err(|e| AppError::from(Problem::invalid("weak_password", "password", e)))?;
         let hash = self
             .hasher
             .hash(Sensitive::new(password.expose().to_owned()))

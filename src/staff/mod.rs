@@ -130,6 +130,48 @@ fn customer_field<'a>(column: &'a str, customer_id: &'a str) -> Field<'a> {
     }
 }
 
+/// A new member's password, by the customers' policy (and not their e-mail or its local part).
+pub(crate) fn member_password(
+    email: &Email,
+    password: &Sensitive<String>,
+) -> Result<NewPassword, String> {
+    let local = email.as_str().split('@').next().unwrap_or_default();
+    NewPassword::parse(password.expose(), &[email.as_str(), local]).map_err(|e| e.to_string())
+}
+
+/// Makes a member (their data key, the sealed e-mail and its blind index) in the caller's transaction; `None`
+/// when a member with this e-mail exists already.
+pub(crate) fn insert_member(
+    conn: &mut DbConnection,
+    vault: &Vault,
+    email: &Email,
+    role: Role,
+    password_hash: &str,
+) -> AppResult<Option<String>> {
+    let index = vault.blind_index(IndexKind::Email, email.as_str());
+    let taken: i64 = staff::table
+        .filter(staff::email_index.eq(&index))
+        .count()
+        .get_result(conn)?;
+    if taken > 0 {
+        return Ok(None);
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    vault.create_data_key(conn, &id)?;
+    let sealed = vault.seal(conn, &id, email_field(&id), email.as_str())?;
+    diesel::insert_into(staff::table)
+        .values((
+            staff::id.eq(&id),
+            staff::email_index.eq(&index),
+            staff::email.eq(&sealed),
+            staff::role.eq(role.as_str()),
+            staff::password_hash.eq(password_hash),
+            staff::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(Some(id))
+}
+
 /// Writes an audit entry in the caller's transaction.
 pub fn audit(
     conn: &mut DbConnection,
@@ -193,47 +235,20 @@ impl Staff {
         password: Sensitive<String>,
     ) -> Result<String, String> {
         let email = Email::parse(email).map_err(|e| format!("--email: {e}"))?;
-        let local = email
-            .as_str()
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let password = NewPassword::parse(password.expose(), &[email.as_str(), &local])
-            .map_err(|e| format!("password: {e}"))?;
+        let password = member_password(&email, &password).map_err(|e| format!("password: {e}"))?;
         let hash = self
             .hasher
             .hash(Sensitive::new(password.expose().to_owned()))
             .await
             .map_err(|e| e.to_string())?;
         let vault = self.vault.clone();
-        let index = vault.blind_index(IndexKind::Email, email.as_str());
         self.db
-            .write(move |conn| -> AppResult<Result<String, String>> {
-                let taken: i64 = staff::table
-                    .filter(staff::email_index.eq(&index))
-                    .count()
-                    .get_result(conn)?;
-                if taken > 0 {
-                    return Ok(Err("a staff member with this e-mail exists already".into()));
-                }
-                let id = uuid::Uuid::now_v7().to_string();
-                vault.create_data_key(conn, &id)?;
-                let sealed = vault.seal(conn, &id, email_field(&id), email.as_str())?;
-                diesel::insert_into(staff::table)
-                    .values((
-                        staff::id.eq(&id),
-                        staff::email_index.eq(&index),
-                        staff::email.eq(&sealed),
-                        staff::role.eq(role.as_str()),
-                        staff::password_hash.eq(&hash),
-                        staff::created_at.eq(now()),
-                    ))
-                    .execute(conn)?;
-                Ok(Ok(id))
+            .write(move |conn| -> AppResult<Option<String>> {
+                insert_member(conn, &vault, &email, role, &hash)
             })
             .await
             .map_err(|e| e.to_string())?
+            .ok_or_else(|| "a staff member with this e-mail exists already".to_owned())
     }
 
     /// `shopd staff disable`: the account is disabled and every session of it ends at once.
@@ -266,6 +281,32 @@ impl Staff {
         Ok(ended.len())
     }
 
+    /// An admin's audited change to a colleague that ends every session of theirs, in one transaction:
+    /// `change` makes it and says how many rows it found (none is `NotFound`); `action` is the audit entry's,
+    /// `end_reason` the sessions'.
+    pub(crate) async fn change_member(
+        &self,
+        actor: &str,
+        staff_id: &str,
+        request_id: Option<String>,
+        (action, end_reason): (&'static str, &'static str),
+        mut change: impl FnMut(&mut DbConnection, &str) -> QueryResult<usize> + Send + 'static,
+    ) -> AppResult<()> {
+        let (actor, id) = (actor.to_owned(), staff_id.to_owned());
+        let ended = self
+            .db
+            .write(move |conn| -> AppResult<Vec<String>> {
+                if change(conn, &id)? == 0 {
+                    return Err(AppError::NotFound);
+                }
+                audit(conn, &actor, action, ("staff", &id), request_id.as_deref())?;
+                Ok(sessions::end_sessions_of(conn, &id, None, end_reason)?)
+            })
+            .await?;
+        self.revocations.ended_here(&ended);
+        Ok(())
+    }
+
     /// An admin disables a colleague from the console (audited): every session of theirs ends at once.
     pub async fn disable_member(
         &self,
@@ -273,33 +314,13 @@ impl Staff {
         staff_id: &str,
         request_id: Option<String>,
     ) -> AppResult<()> {
-        let (actor, id) = (actor.to_owned(), staff_id.to_owned());
-        let ended = self
-            .db
-            .write(move |conn| -> AppResult<Vec<String>> {
-                let changed = diesel::update(staff::table.find(&id))
-                    .set(staff::disabled_at.eq(Some(now())))
-                    .execute(conn)?;
-                if changed == 0 {
-                    return Err(AppError::NotFound);
-                }
-                audit(
-                    conn,
-                    &actor,
-                    "staff_disabled",
-                    ("staff", &id),
-                    request_id.as_deref(),
-                )?;
-                Ok(sessions::end_sessions_of(
-                    conn,
-                    &id,
-                    None,
-                    "staff_disabled",
-                )?)
-            })
-            .await?;
-        self.revocations.ended_here(&ended);
-        Ok(())
+        let reasons = ("staff_disabled", "staff_disabled");
+        self.change_member(actor, staff_id, request_id, reasons, |conn, id| {
+            diesel::update(staff::table.find(id))
+                .set(staff::disabled_at.eq(Some(now())))
+                .execute(conn)
+        })
+        .await
     }
 
     /// An admin changes a colleague's role (audited). Every session of theirs ends: a token names the role it
@@ -311,28 +332,13 @@ impl Staff {
         role: Role,
         request_id: Option<String>,
     ) -> AppResult<()> {
-        let (actor, id) = (actor.to_owned(), staff_id.to_owned());
-        let ended = self
-            .db
-            .write(move |conn| -> AppResult<Vec<String>> {
-                let changed = diesel::update(staff::table.find(&id))
-                    .set(staff::role.eq(role.as_str()))
-                    .execute(conn)?;
-                if changed == 0 {
-                    return Err(AppError::NotFound);
-                }
-                audit(
-                    conn,
-                    &actor,
-                    "staff_role_changed",
-                    ("staff", &id),
-                    request_id.as_deref(),
-                )?;
-                Ok(sessions::end_sessions_of(conn, &id, None, "role_changed")?)
-            })
-            .await?;
-        self.revocations.ended_here(&ended);
-        Ok(())
+        let reasons = ("staff_role_changed", "role_changed");
+        self.change_member(actor, staff_id, request_id, reasons, move |conn, id| {
+            diesel::update(staff::table.find(id))
+                .set(staff::role.eq(role.as_str()))
+                .execute(conn)
+        })
+        .await
     }
 
     pub async fn list(&self) -> AppResult<Vec<StaffMember>> {

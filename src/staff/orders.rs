@@ -308,7 +308,8 @@ impl Staff {
     }
 
     /// Moves an order on, as a staff member. `cancelled` and `refunded` need a manager; from a paid order
-    /// both refund the payment first, and the order moves only on the provider's confirmation.
+    /// both refund the payment first, and the order moves only on the provider's confirmation. A note is kept
+    /// to its first `MAX_NOTE_CHARS` characters.
     pub async fn change_order(
         &self,
         orders: &Orders,
@@ -319,6 +320,7 @@ impl Staff {
         shipment: Option<Shipment>,
     ) -> AppResult<OrderStatus> {
         let (staff_id, role) = actor;
+        let note = note.map(|n| n.chars().take(state::MAX_NOTE_CHARS).collect::<String>());
         if shipment.is_some() && to != OrderStatus::Shipped {
             return Err(Problem::invalid(
                 "invalid_shipment",

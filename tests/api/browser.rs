@@ -408,16 +408,7 @@ async fn a_disabled_members_open_page_signs_them_out_at_the_next_click() {
     drop(signed_in(&app, &email).await);
     b.sign_in_with_code(&email).await;
 
-    let clerk_id = app
-        .state
-        .staff
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == shopd::staff::Role::Clerk)
-        .unwrap()
-        .id;
+    let clerk_id = crate::console::member_id(&app, shopd::staff::Role::Clerk).await;
     admin.get("/staff/members").await;
     let disabled = admin
         .post(&format!("/staff/members/{clerk_id}/disable"), &[])

@@ -190,6 +190,19 @@ pub async fn enrol(console: &mut Console<'_>, email: &str) -> Vec<String> {
     codes
 }
 
+/// The id of the (one) member of `role`.
+pub async fn member_id(app: &TestApp, role: Role) -> String {
+    app.state
+        .staff
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.role == role)
+        .expect("a member of this role")
+        .id
+}
+
 /// A member with a factor, signed in to the console (enrolled on their first sign-in).
 pub async fn signed_in<'a>(app: &'a TestApp, email: &str) -> Console<'a> {
     let mut console = Console::new(app);
@@ -468,6 +481,7 @@ pub async fn paid_order_for(app: &TestApp, token: &str) -> String {
             &crate::helpers::order_body(&[(&product, 1)]),
         )
         .await;
+    assert_eq!(response.status(), 201);
     let id = response.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -634,16 +648,7 @@ async fn a_disabled_members_open_page_is_signed_out_at_the_next_click() {
     let (clerk_email, mut clerk) = member(&app, "clerk").await;
     assert_eq!(clerk.get("/staff/orders").await.status, 200);
     assert_eq!(admin.get("/staff/members").await.status, 200);
-    let clerk_id = app
-        .state
-        .staff
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Clerk)
-        .unwrap()
-        .id;
+    let clerk_id = member_id(&app, Role::Clerk).await;
     let disabled = admin
         .post(&format!("/staff/members/{clerk_id}/disable"), &[])
         .await;
@@ -665,16 +670,7 @@ async fn an_admin_resets_a_factor_and_the_member_enrols_again() {
     let app = TestApp::spawn().await;
     let (_, mut admin) = member(&app, "admin").await;
     let (manager_email, mut manager) = member(&app, "manager").await;
-    let manager_id = app
-        .state
-        .staff
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Manager)
-        .unwrap()
-        .id;
+    let manager_id = member_id(&app, Role::Manager).await;
     let reset = admin
         .post(&format!("/staff/members/{manager_id}/reset-factor"), &[])
         .await;
@@ -1125,16 +1121,7 @@ async fn an_admin_reveals_and_erases_a_customer_and_changes_a_role_each_audited(
         .await;
     assert!(!after.body.contains(&phone), "erased: {}", after.status);
 
-    let clerk_id = app
-        .state
-        .staff
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.role == Role::Clerk)
-        .unwrap()
-        .id;
+    let clerk_id = member_id(&app, Role::Clerk).await;
     assert_eq!(clerk.get("/staff/products").await.status, 403);
     admin.get("/staff/members").await;
     let promoted = admin

@@ -458,28 +458,7 @@ async fn each_reveal_is_audited_and_no_audit_entry_holds_a_personal_value() {
 /// An order placed by a fresh customer and paid (as the provider's webhook would): its id.
 pub(crate) async fn paid_order(app: &TestApp) -> String {
     let (token, _) = app.direct_customer();
-    let product = app.add_product("Kettle", 2_500, 10);
-    let response = app
-        .place_order(
-            &token,
-            Some(&crate::helpers::new_key()),
-            &crate::helpers::order_body(&[(&product, 1)]),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    shopd::orders::state::transition(
-        &mut app.conn(),
-        &id,
-        shopd::orders::OrderStatus::Paid,
-        &shopd::orders::state::Actor::Provider("test".into()),
-        None,
-    )
-    .unwrap();
-    id
+    crate::console::paid_order_for(app, &token).await
 }
 
 async fn move_to(app: &TestApp, token: &str, order: &str, to: &str) -> reqwest::Response {
