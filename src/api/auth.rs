@@ -136,11 +136,13 @@ pub fn no_store(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-fn verification(v: crate::auth::VerificationStarted) -> VerificationResponse {
-    VerificationResponse {
-        verification_id: v.verification_id,
-        expires_in: v.expires_in,
-        resend_after: v.resend_after,
+impl From<crate::auth::VerificationStarted> for VerificationResponse {
+    fn from(v: crate::auth::VerificationStarted) -> Self {
+        Self {
+            verification_id: v.verification_id,
+            expires_in: v.expires_in,
+            resend_after: v.resend_after,
+        }
     }
 }
 
@@ -160,7 +162,7 @@ pub async fn signup(
         .signup(&b.phone, b.password, b.name, client_ip(&req))
         .await?;
     Ok(no_store(
-        HttpResponse::Accepted().json(verification(started)),
+        HttpResponse::Accepted().json(VerificationResponse::from(started)),
     ))
 }
 
@@ -302,7 +304,7 @@ pub async fn password_reset(
         .identity
         .start_password_reset(&body.0.phone, client_ip(&req))
         .await?;
-    Ok(HttpResponse::Accepted().json(verification(started)))
+    Ok(HttpResponse::Accepted().json(VerificationResponse::from(started)))
 }
 
 /// Set a new password with the texted code; every session ends.

@@ -1,11 +1,12 @@
 //! `/v1/me`: the profile (masked), its changes, the GDPR export and erasure.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::no_store;
+use super::auth::{VerificationResponse, no_store};
 use super::authn::CustomerAuth;
+use super::edge::client_ip;
 use super::json::ApiJson;
 use super::orders::{AddressView, OrderDetailView};
 use crate::auth::{Profile, ProfileChange};
@@ -56,8 +57,11 @@ pub struct ProfilePatch {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseRequest {
-    #[schema(value_type = String)]
-    password: Sensitive<String>,
+    /// Required when the account has a password; an account without one (made by a platform sign-in) needs a
+    /// sign-in within the last 5 minutes instead.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    password: Option<Sensitive<String>>,
 }
 
 /// Everything shopd holds about the customer, decrypted (docs/privacy.md lists it).
@@ -235,7 +239,72 @@ pub async fn erase(
 ) -> AppResult<HttpResponse> {
     state
         .identity
-        .erase(&who.customer_id, body.0.password)
+        .erase(&who.customer_id, body.0.password, who.auth_time)
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"phone": "+44 7700 900123"}))]
+pub struct PhoneRequest {
+    /// In international form.
+    phone: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneVerifyRequest {
+    verification_id: String,
+    #[schema(value_type = String)]
+    code: Sensitive<String>,
+}
+
+/// Verify a phone for the account (the first one, or a new one): texts a code. Needs a sign-in within the last
+/// 5 minutes.
+#[utoipa::path(post, path = "/v1/me/phone", operation_id = "startPhoneVerification", tag = "profile", request_body = PhoneRequest, responses(
+    (status = 202, description = "A code was texted to the phone: verify it with the `verification_id`", body = VerificationResponse),
+    (status = 401, description = "reauthentication_required"), (status = 409, description = "phone_unchanged"),
+    (status = 422, description = "invalid_phone, region_not_allowed"), (status = 429, description = "too many texts")),
+    security(("bearer" = [])))]
+pub async fn start_phone(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    who: CustomerAuth,
+    body: ApiJson<PhoneRequest>,
+) -> AppResult<HttpResponse> {
+    let started = state
+        .identity
+        .start_phone_verification(
+            &who.customer_id,
+            who.auth_time,
+            &body.0.phone,
+            client_ip(&req),
+        )
+        .await?;
+    Ok(no_store(
+        HttpResponse::Accepted().json(VerificationResponse::from(started)),
+    ))
+}
+
+/// The texted code: the phone is the account's from here on.
+#[utoipa::path(post, path = "/v1/me/phone/verify", operation_id = "verifyPhone", tag = "profile", request_body = PhoneVerifyRequest, responses(
+    (status = 200, description = "The profile, with the phone", body = ProfileView),
+    (status = 404, description = "verification_not_found"), (status = 409, description = "phone_taken"),
+    (status = 422, description = "invalid_code, code_expired, verification_locked, verification_used")),
+    security(("bearer" = [])))]
+pub async fn verify_phone(
+    state: web::Data<AppState>,
+    who: CustomerAuth,
+    body: ApiJson<PhoneVerifyRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
+    state
+        .identity
+        .verify_phone(&who.customer_id, &b.verification_id, b.code.expose())
+        .await?;
+    let profile = state.identity.profile(&who.customer_id).await?;
+    Ok(no_store(
+        HttpResponse::Ok().json(ProfileView::from(profile)),
+    ))
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod platforms;
 pub mod problem;
 pub mod products;
 pub mod request_context;
@@ -51,6 +52,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(me::erase)),
         )
         .service(web::resource("/v1/me/export").route(web::get().to(me::export)))
+        .service(web::resource("/v1/me/phone").route(web::post().to(me::start_phone)))
+        .service(web::resource("/v1/me/phone/verify").route(web::post().to(me::verify_phone)))
+        .configure(platforms::routes)
         .configure(crate::console::routes)
         .configure(staff::routes)
         .configure(webhooks::routes)

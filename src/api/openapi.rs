@@ -9,7 +9,7 @@ use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 
 use super::edge::is_attested;
-use super::{auth, me, ops, orders, problem, products, staff, webhooks};
+use super::{auth, me, ops, orders, platforms, problem, products, staff, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,22 +21,24 @@ use super::{auth, me, ops, orders, problem, products, staff, webhooks};
         ops::healthz, ops::readyz, ops::openapi,
         auth::signup, auth::verify, auth::resend, auth::login, auth::refresh, auth::logout,
         auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
-        me::get, me::patch, me::export, me::erase,
+        platforms::nonce, platforms::apple, platforms::google,
+        me::get, me::patch, me::export, me::erase, me::start_phone, me::verify_phone,
+        platforms::list, platforms::link, platforms::unlink,
         staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
         staff::customer_erase, staff::orders, staff::order, staff::transition, staff::clear_flag, staff::order_address,
         staff::create_product, staff::update_product,
-        webhooks::stripe, webhooks::standard,
+        webhooks::stripe, webhooks::standard, platforms::apple_notification,
         products::list, products::get,
         orders::place, orders::list, orders::get, orders::shipping_address, orders::cancel,
     ),
     components(schemas(problem::ProblemBody)),
     tags(
         (name = "operations", description = "Liveness, readiness and this document: for the platform, not the app."),
-        (name = "identity", description = "Signup with a texted code, login, token refresh, logout, sessions, password reset and the token keys."),
-        (name = "profile", description = "The signed-in customer's own profile, data export and erasure."),
+        (name = "identity", description = "Signup with a texted code, login, Sign in with Apple and Google, token refresh, logout, sessions, password reset and the token keys."),
+        (name = "profile", description = "The signed-in customer's own profile, phone, linked sign-in providers, data export and erasure."),
         (name = "catalogue", description = "The products for sale; no sign-in needed."),
         (name = "orders", description = "The signed-in customer's orders: placing one (idempotent), reading, cancelling."),
-        (name = "webhooks", description = "Signed callbacks of the payment provider: never called by the app."),
+        (name = "webhooks", description = "Signed callbacks of the payment provider and of Apple: never called by the app."),
         (name = "staff", description = "The store staff's API: sign-in, the orders queue and actions, products, customers, audit log; each route needs a role."),
     ),
     modifiers(&SecuritySchemes, &Problems)

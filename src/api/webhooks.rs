@@ -92,6 +92,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/v1/webhooks")
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .service(web::resource("/stripe").route(web::post().to(stripe)))
-            .service(web::resource("/standard").route(web::post().to(standard))),
+            .service(web::resource("/standard").route(web::post().to(standard)))
+            .service(
+                web::resource("/apple").route(web::post().to(super::platforms::apple_notification)),
+            ),
     );
 }

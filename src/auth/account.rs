@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use super::login::{Account, AccountStore, password_login};
 use super::sessions::{self, Issued, Refreshed, SessionRow, now};
 use super::signup::{self, PendingText, customer_field, started};
-use super::{Identity, PASSWORD_RESET, RECENT_LOGIN, VerificationStarted, otp};
+use super::{Identity, PASSWORD_RESET, VerificationStarted, otp};
 use crate::auth::claims::Audience;
 use crate::crypto::IndexKind;
 use crate::db::DbConnection;
@@ -509,14 +509,7 @@ impl Identity {
         session_id: &str,
         auth_time: i64,
     ) -> AppResult<ExportedCustomer> {
-        let age = chrono::Utc::now().timestamp() - auth_time;
-        if age < 0 || age > RECENT_LOGIN.as_secs() as i64 {
-            return Err(Problem::unauthorized(
-                "reauthentication_required",
-                "Log in again (within the last 5 minutes) to export your data.",
-            )
-            .into());
-        }
+        super::recent_login(auth_time, "export your data")?;
         let this = self.clone();
         let (id, current) = (customer_id.to_owned(), session_id.to_owned());
         self.db
@@ -548,8 +541,14 @@ impl Identity {
     }
 
     /// `DELETE /v1/me`: erasure. Every session ends, the data key is destroyed (crypto-shredding), the blind
-    /// indexes go; the row stays, with no personal value, for the orders that refer to it.
-    pub async fn erase(&self, customer_id: &str, password: Sensitive<String>) -> AppResult<()> {
+    /// indexes go; the row stays, with no personal value, for the orders that refer to it. An account with a
+    /// password needs it; one without (a platform sign-in's) needs a sign-in within the last 5 minutes.
+    pub async fn erase(
+        &self,
+        customer_id: &str,
+        password: Option<Sensitive<String>>,
+        auth_time: i64,
+    ) -> AppResult<()> {
         let id = customer_id.to_owned();
         let stored = self
             .db
@@ -557,8 +556,14 @@ impl Identity {
                 Ok(load_customer(conn, &id)?.password_hash)
             })
             .await?;
-        if !self.hasher.verify(password, stored).await?.matches {
-            return Err(invalid_credentials());
+        match (stored, password) {
+            (None, _) => super::recent_login(auth_time, "erase the account")?,
+            (stored, password) => {
+                let password = password.unwrap_or_else(|| Sensitive::new(String::new()));
+                if !self.hasher.verify(password, stored).await?.matches {
+                    return Err(invalid_credentials());
+                }
+            }
         }
         self.erase_customer(customer_id).await
     }
@@ -578,6 +583,13 @@ impl Identity {
                     "the customer was erased",
                 )?;
                 this.vault.shred(conn, &id)?;
+                {
+                    use crate::db::schema::{identities, verifications};
+                    diesel::delete(identities::table.filter(identities::customer_id.eq(&id)))
+                        .execute(conn)?;
+                    diesel::delete(verifications::table.filter(verifications::person_id.eq(&id)))
+                        .execute(conn)?;
+                }
                 // Every other trace keyed by the phone's blind index goes too.
                 let phone_index: Option<Vec<u8>> = customers::table
                     .find(&id)

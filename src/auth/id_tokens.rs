@@ -5,9 +5,6 @@
 //! (at most once a minute, so a stream of forged kids cannot make shopd hammer the provider), and so does a set
 //! older than an hour. A provider that cannot be reached with no key to go on is `Unavailable` (a 503), never a
 //! sign-in and never a 500.
-//!
-//! The sign-in routes that use this come with the rest of issue 30 (identities, a phone verified before the first
-//! order); this module is their verifier.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +53,6 @@ pub const GOOGLE_ISSUERS: &[&str] = &["https://accounts.google.com", "accounts.g
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdClaims {
     pub sub: String,
-    pub iat: i64,
     #[serde(default)]
     pub email: Option<String>,
     /// Apple and Google send a boolean; Apple has sent the string `"true"`.
@@ -182,6 +178,37 @@ pub async fn verify(
     nonce: &str,
     now: i64,
 ) -> Result<IdClaims, IdTokenError> {
+    let claims: IdClaims = verify_signed(provider, token, &["exp", "sub"], now).await?;
+    let expected = match provider.nonce {
+        NonceRule::Sha256Hex => hex::encode(Sha256::digest(nonce.as_bytes())),
+        NonceRule::Plain => nonce.to_owned(),
+    };
+    let matches = claims
+        .nonce
+        .as_deref()
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())));
+    if nonce.is_empty() || !matches {
+        return Err(IdTokenError::Invalid("its nonce is not this sign-in's"));
+    }
+    Ok(claims)
+}
+
+#[derive(Deserialize)]
+struct Signed<T> {
+    iat: i64,
+    #[serde(flatten)]
+    claims: T,
+}
+
+/// The claims of a JWT that `provider` signed (RS256, a key of its JWKS) for one of its audiences, issued by
+/// it and not in the future; `exp` is checked when named in `also_required`, with the other claims that must be
+/// there. Apple's server-to-server notifications are such tokens without an `exp` or a `sub`.
+pub async fn verify_signed<T: serde::de::DeserializeOwned>(
+    provider: &Provider,
+    token: &str,
+    also_required: &[&str],
+    now: i64,
+) -> Result<T, IdTokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(IdTokenError::Invalid("it is too long"));
     }
@@ -198,9 +225,12 @@ pub async fn verify(
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(provider.issuers);
     validation.set_audience(&provider.audiences);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let mut required = vec!["iat", "iss", "aud"];
+    required.extend_from_slice(also_required);
+    validation.set_required_spec_claims(&required);
+    validation.validate_exp = also_required.contains(&"exp");
     validation.leeway = LEEWAY_SECS;
-    let data = jsonwebtoken::decode::<IdClaims>(token, &key, &validation).map_err(|e| {
+    let data = jsonwebtoken::decode::<Signed<T>>(token, &key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind as K;
         IdTokenError::Invalid(match e.kind() {
             K::ExpiredSignature => "it has expired",
@@ -211,22 +241,10 @@ pub async fn verify(
             _ => "it cannot be read",
         })
     })?;
-    let claims = data.claims;
-    if claims.iat > now + LEEWAY_SECS as i64 {
+    if data.claims.iat > now + LEEWAY_SECS as i64 {
         return Err(IdTokenError::Invalid("it was issued in the future"));
     }
-    let expected = match provider.nonce {
-        NonceRule::Sha256Hex => hex::encode(Sha256::digest(nonce.as_bytes())),
-        NonceRule::Plain => nonce.to_owned(),
-    };
-    let matches = claims
-        .nonce
-        .as_deref()
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())));
-    if nonce.is_empty() || !matches {
-        return Err(IdTokenError::Invalid("its nonce is not this sign-in's"));
-    }
-    Ok(claims)
+    Ok(data.claims.claims)
 }
 
 #[cfg(test)]

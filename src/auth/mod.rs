@@ -7,6 +7,8 @@ pub mod id_tokens;
 pub mod login;
 pub mod otp;
 pub mod passwords;
+mod phone;
+pub mod platforms;
 pub mod purge;
 pub mod revocations;
 pub mod sessions;
@@ -42,6 +44,22 @@ pub const RECENT_LOGIN: Duration = Duration::from_secs(300);
 
 pub const SIGNUP: &str = "signup";
 pub const PASSWORD_RESET: &str = "password_reset";
+/// Verifying a phone for an account that has none (a platform sign-in's) or a new one.
+pub const PHONE: &str = "phone";
+
+/// Refuses unless the session's sign-in (`auth_time`, Unix seconds) was within `RECENT_LOGIN`: `what` needs a
+/// fresh one.
+pub fn recent_login(auth_time: i64, what: &str) -> AppResult<()> {
+    let age = chrono::Utc::now().timestamp() - auth_time;
+    if age < 0 || age > RECENT_LOGIN.as_secs() as i64 {
+        return Err(Problem::unauthorized(
+            "reauthentication_required",
+            format!("Sign in again (within the last 5 minutes) to {what}."),
+        )
+        .into());
+    }
+    Ok(())
+}
 
 /// The customer-identity service: what the handlers call.
 #[derive(Clone)]
@@ -58,6 +76,7 @@ pub struct Identity {
     pub(crate) texts_per_ip: AddressLimiter,
     pub(crate) logins_per_ip: AddressLimiter,
     pub(crate) metrics: Metrics,
+    pub(crate) platforms: platforms::Platforms,
 }
 
 impl std::fmt::Debug for Identity {
@@ -98,6 +117,10 @@ impl Identity {
             texts_per_ip: throttle::texts_per_address(),
             logins_per_ip: throttle::logins_per_address(),
             metrics: parts.metrics,
+            platforms: platforms::Platforms::new(
+                config.identity.apple.as_ref(),
+                config.identity.google.as_ref(),
+            ),
         }
     }
 
@@ -141,10 +164,10 @@ impl Identity {
 
     /// The text that carries a code, ending with the origin-bound line for SMS autofill.
     pub(crate) fn code_text(&self, purpose: &str, code: &str) -> String {
-        let what = if purpose == SIGNUP {
-            "sign-up"
-        } else {
-            "password reset"
+        let what = match purpose {
+            SIGNUP => "sign-up",
+            PHONE => "phone verification",
+            _ => "password reset",
         };
         format!(
             "Your {domain} {what} code is {code}. It expires in 5 minutes; never share it.\n\n@{domain} #{code}",

@@ -68,7 +68,7 @@ pub(crate) fn customer_field<'a>(column: &'a str, customer_id: &'a str) -> Field
     }
 }
 
-fn chrono(d: std::time::Duration) -> chrono::Duration {
+pub(crate) fn chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).expect("short")
 }
 
@@ -83,7 +83,7 @@ fn sms_unavailable() -> AppError {
 }
 
 /// Refuses when the phone was texted `TEXTS_PER_PHONE_PER_HOUR` times in the last hour.
-fn check_phone_quota(
+pub(crate) fn check_phone_quota(
     conn: &mut DbConnection,
     phone_index: &[u8],
     now: NaiveDateTime,
@@ -106,7 +106,11 @@ fn check_phone_quota(
     Ok(())
 }
 
-fn record_text(conn: &mut DbConnection, phone_index: &[u8], now: NaiveDateTime) -> QueryResult<()> {
+pub(crate) fn record_text(
+    conn: &mut DbConnection,
+    phone_index: &[u8],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
     diesel::insert_into(sms_sends::table)
         .values((
             sms_sends::id.eq(uuid::Uuid::now_v7().to_string()),
@@ -483,10 +487,10 @@ pub(crate) fn check_code(
         diesel::update(verifications::table.find(&vid))
             .set(verifications::attempts.eq(verifications::attempts + 1))
             .execute(conn)?;
-        identity.metrics.wrong_code(if purpose == SIGNUP {
-            SIGNUP
-        } else {
-            PASSWORD_RESET
+        identity.metrics.wrong_code(match purpose {
+            SIGNUP => SIGNUP,
+            super::PHONE => super::PHONE,
+            _ => PASSWORD_RESET,
         });
         let left = MAX_ATTEMPTS - row.attempts - 1;
         let refusal = if left <= 0 {

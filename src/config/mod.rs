@@ -139,6 +139,18 @@ pub struct IdentityConfig {
     /// Whether a clerk needs a second factor to sign in (`STAFF_CLERK_SECOND_FACTOR`, `required` by default);
     /// managers and admins always do.
     pub clerks_need_second_factor: bool,
+    /// Sign in with Apple (`APPLE_CLIENT_IDS`); off when unset.
+    pub apple: Option<SignInProvider>,
+    /// Sign in with Google (`GOOGLE_CLIENT_IDS`); off when unset.
+    pub google: Option<SignInProvider>,
+}
+
+/// A platform sign-in as configured: the app's client (or bundle) ids its ID tokens must name, and where the
+/// provider publishes its keys.
+#[derive(Debug, Clone)]
+pub struct SignInProvider {
+    pub client_ids: Vec<String>,
+    pub jwks_url: url::Url,
 }
 
 /// Which payment provider creates payments.
@@ -538,7 +550,58 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
         sms_allowed_regions,
         password_hashing,
         clerks_need_second_factor,
+        apple: sign_in_provider(
+            vars,
+            "APPLE",
+            "https://appleid.apple.com/auth/keys",
+            production,
+        )?,
+        google: sign_in_provider(
+            vars,
+            "GOOGLE",
+            "https://www.googleapis.com/oauth2/v3/certs",
+            production,
+        )?,
     })
+}
+
+/// `{PREFIX}_CLIENT_IDS` (a list; unset turns the provider off) and `{PREFIX}_JWKS_URL` (the provider's own by
+/// default; https only in production).
+fn sign_in_provider(
+    vars: &Vars,
+    prefix: &str,
+    default_jwks: &str,
+    production: bool,
+) -> Result<Option<SignInProvider>, ConfigError> {
+    let ids_var = format!("{prefix}_CLIENT_IDS");
+    let url_var = format!("{prefix}_JWKS_URL");
+    let Some(ids) = vars.get(&ids_var) else {
+        if vars.get(&url_var).is_some() {
+            return Err(ConfigError::new(
+                &url_var,
+                format!("is set but {ids_var} is not"),
+            ));
+        }
+        return Ok(None);
+    };
+    let client_ids = parse::list(ids);
+    if client_ids.is_empty() || client_ids.iter().any(|id| id.len() > 200) {
+        return Err(ConfigError::new(
+            &ids_var,
+            "is not a list of the app's client or bundle ids",
+        ));
+    }
+    let jwks_url = url::Url::parse(vars.get(&url_var).unwrap_or(default_jwks))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| ConfigError::new(&url_var, "is not an http(s) URL"))?;
+    if production && jwks_url.scheme() != "https" {
+        return Err(ConfigError::new(&url_var, "must be https in production"));
+    }
+    Ok(Some(SignInProvider {
+        client_ids,
+        jwks_url,
+    }))
 }
 
 /// The shortest and longest `ORDER_PAYMENT_TTL` accepted.

@@ -17,6 +17,8 @@ pub enum IndexKind {
     OrderRequest,
     /// Not a lookup: the secret of a staff invitation's link, a MAC of its id (`staff::invitations`).
     StaffInvitation,
+    /// A platform sign-in's subject, as `provider:sub` (`auth::platforms`).
+    ProviderSubject,
 }
 
 impl IndexKind {
@@ -26,6 +28,7 @@ impl IndexKind {
             Self::Email => b"shopd-blind-index/email/v1",
             Self::OrderRequest => b"shopd-blind-index/order-request/v1",
             Self::StaffInvitation => b"shopd-blind-index/staff-invitation/v1",
+            Self::ProviderSubject => b"shopd-blind-index/provider-subject/v1",
         }
     }
 
@@ -37,7 +40,7 @@ impl IndexKind {
                 .filter(|c| c.is_ascii_digit() || *c == '+')
                 .collect(),
             Self::Email => value.trim().to_lowercase(),
-            Self::OrderRequest | Self::StaffInvitation => value.to_owned(),
+            Self::OrderRequest | Self::StaffInvitation | Self::ProviderSubject => value.to_owned(),
         }
     }
 }

@@ -233,6 +233,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    identities (id) {
+        id -> Text,
+        customer_id -> Text,
+        provider -> Text,
+        subject_index -> Binary,
+        email -> Nullable<Binary>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sign_in_nonces (hash) {
+        hash -> Binary,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Text,
         template -> Text,
@@ -283,6 +302,7 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(console_sessions -> sessions (session_id));
 diesel::joinable!(console_sessions -> staff (staff_id));
 diesel::joinable!(orders -> customers (customer_id));
+diesel::joinable!(identities -> customers (customer_id));
 diesel::joinable!(order_items -> orders (order_id));
 diesel::joinable!(order_items -> products (product_id));
 diesel::joinable!(order_events -> orders (order_id));
@@ -305,6 +325,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     staff_factors,
     staff_recovery_codes,
     console_sessions,
+    identities,
+    sign_in_nonces,
     staff_invitations,
     outbox,
     webhook_receipts,

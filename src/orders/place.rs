@@ -25,7 +25,7 @@ use super::state::{Actor, OrderStatus, record_event};
 use super::{Orders, now};
 use crate::crypto::IndexKind;
 use crate::db::DbConnection;
-use crate::db::schema::{order_items, orders, products};
+use crate::db::schema::{customers, order_items, orders, products};
 use crate::domain::{Money, ShippingAddress};
 use crate::error::{AppError, AppResult, Problem};
 use crate::payments::{Payment, PaymentError, PaymentRequest};
@@ -297,6 +297,20 @@ impl Orders {
         order: &NewOrder,
         now: NaiveDateTime,
     ) -> AppResult<Made> {
+        // An account made by a platform sign-in has no phone until the customer verifies one.
+        let has_phone: bool = customers::table
+            .find(customer_id)
+            .select(customers::phone_index.is_not_null())
+            .first(conn)?;
+        if !has_phone {
+            return Err(Problem::new(
+                403,
+                "phone_verification_required",
+                "Forbidden",
+                "Verify a phone (POST /v1/me/phone) before placing an order.",
+            )
+            .into());
+        }
         let ids: Vec<&str> = order.lines.iter().map(|l| l.product_id.as_str()).collect();
         let found: Vec<(String, String, i64, String)> = products::table
             .filter(products::id.eq_any(&ids))

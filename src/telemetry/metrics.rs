@@ -37,6 +37,7 @@ struct Inner {
     wrong_codes: IntCounterVec,
     refresh_token_reuse: IntCounterVec,
     login_throttled: IntCounterVec,
+    platform_sign_ins: IntCounterVec,
     rate_limited: IntCounterVec,
     tls_reloads: IntCounterVec,
     outbox: IntCounterVec,
@@ -129,8 +130,15 @@ impl Metrics {
         let wrong_codes = counter(
             &registry,
             "otp_wrong_codes_total",
-            "Wrong one-time codes entered, by purpose (signup, password_reset).",
+            "Wrong one-time codes entered, by purpose (signup, password_reset, phone).",
             &["purpose"],
+        );
+        let platform_sign_ins = counter(
+            &registry,
+            "platform_sign_ins_total",
+            "Sign-ins with a platform's ID token, by provider (apple, google) and outcome (signed_in, created, \
+             refused).",
+            &["provider", "outcome"],
         );
         let refresh_token_reuse = counter(
             &registry,
@@ -197,7 +205,16 @@ impl Metrics {
         for provider in ["stripe", "standard"] {
             webhook_signature_failures.with_label_values(&[provider]);
         }
-        for purpose in [crate::auth::SIGNUP, crate::auth::PASSWORD_RESET] {
+        for provider in ["apple", "google"] {
+            for outcome in ["signed_in", "created", "refused"] {
+                platform_sign_ins.with_label_values(&[provider, outcome]);
+            }
+        }
+        for purpose in [
+            crate::auth::SIGNUP,
+            crate::auth::PASSWORD_RESET,
+            crate::auth::PHONE,
+        ] {
             wrong_codes.with_label_values(&[purpose]);
         }
         for audience in ["customer", "staff"] {
@@ -217,6 +234,7 @@ impl Metrics {
             wrong_codes,
             refresh_token_reuse,
             login_throttled,
+            platform_sign_ins,
             rate_limited,
             tls_reloads,
             outbox,
@@ -288,6 +306,14 @@ impl Metrics {
     /// `by`: `address` (too many logins from one client address) or `account` (back-off after failures).
     pub fn login_throttled(&self, by: &'static str) {
         self.0.login_throttled.with_label_values(&[by]).inc();
+    }
+
+    /// `provider`: `apple` or `google`; `outcome`: `signed_in`, `created` or `refused`.
+    pub fn platform_sign_in(&self, provider: &'static str, outcome: &'static str) {
+        self.0
+            .platform_sign_ins
+            .with_label_values(&[provider, outcome])
+            .inc();
     }
 
     pub fn rate_limited(&self, class: &'static str) {

@@ -1,0 +1,2 @@
+DROP TABLE sign_in_nonces;
+DROP TABLE identities;
