@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod passkeys;
 pub mod platforms;
 pub mod problem;
 pub mod products;
@@ -55,6 +56,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/me/phone").route(web::post().to(me::start_phone)))
         .service(web::resource("/v1/me/phone/verify").route(web::post().to(me::verify_phone)))
         .configure(platforms::routes)
+        .configure(passkeys::routes)
         .configure(crate::console::routes)
         .configure(staff::routes)
         .configure(webhooks::routes)

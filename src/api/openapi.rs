@@ -9,7 +9,7 @@ use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response};
 
 use super::edge::is_attested;
-use super::{auth, me, ops, orders, platforms, problem, products, staff, webhooks};
+use super::{auth, me, ops, orders, passkeys, platforms, problem, products, staff, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,8 @@ use super::{auth, me, ops, orders, platforms, problem, products, staff, webhooks
         platforms::nonce, platforms::apple, platforms::google,
         me::get, me::patch, me::export, me::erase, me::start_phone, me::verify_phone,
         platforms::list, platforms::link, platforms::unlink,
+        passkeys::register_begin, passkeys::register_finish, passkeys::list, passkeys::rename, passkeys::delete,
+        passkeys::sign_in_begin, passkeys::sign_in_finish, passkeys::apple_app_site_association, passkeys::asset_links,
         staff::login, staff::refresh, staff::logout, staff::audit_log, staff::customer_contact,
         staff::customer_erase, staff::orders, staff::order, staff::transition, staff::clear_flag, staff::order_address,
         staff::create_product, staff::update_product,
@@ -34,8 +36,8 @@ use super::{auth, me, ops, orders, platforms, problem, products, staff, webhooks
     components(schemas(problem::ProblemBody)),
     tags(
         (name = "operations", description = "Liveness, readiness and this document: for the platform, not the app."),
-        (name = "identity", description = "Signup with a texted code, login, Sign in with Apple and Google, token refresh, logout, sessions, password reset and the token keys."),
-        (name = "profile", description = "The signed-in customer's own profile, phone, linked sign-in providers, data export and erasure."),
+        (name = "identity", description = "Signup with a texted code, login, Sign in with Apple and Google, passkeys, token refresh, logout, sessions, password reset and the token keys."),
+        (name = "profile", description = "The signed-in customer's own profile, phone, linked sign-in providers, passkeys, data export and erasure."),
         (name = "catalogue", description = "The products for sale; no sign-in needed."),
         (name = "orders", description = "The signed-in customer's orders: placing one (idempotent), reading, cancelling."),
         (name = "webhooks", description = "Signed callbacks of the payment provider and of Apple: never called by the app."),

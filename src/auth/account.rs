@@ -584,9 +584,17 @@ impl Identity {
                 )?;
                 this.vault.shred(conn, &id)?;
                 {
-                    use crate::db::schema::{identities, verifications};
+                    use crate::db::schema::{
+                        identities, passkey_ceremonies, passkeys, verifications,
+                    };
                     diesel::delete(identities::table.filter(identities::customer_id.eq(&id)))
                         .execute(conn)?;
+                    diesel::delete(passkeys::table.filter(passkeys::customer_id.eq(&id)))
+                        .execute(conn)?;
+                    diesel::delete(
+                        passkey_ceremonies::table.filter(passkey_ceremonies::customer_id.eq(&id)),
+                    )
+                    .execute(conn)?;
                     diesel::delete(verifications::table.filter(verifications::person_id.eq(&id)))
                         .execute(conn)?;
                 }

@@ -6,6 +6,7 @@ pub mod claims;
 pub mod id_tokens;
 pub mod login;
 pub mod otp;
+pub mod passkeys;
 pub mod passwords;
 mod phone;
 pub mod platforms;
@@ -47,6 +48,34 @@ pub const PASSWORD_RESET: &str = "password_reset";
 /// Verifying a phone for an account that has none (a platform sign-in's) or a new one.
 pub const PHONE: &str = "phone";
 
+/// The ways into a customer's account: a password with a verified phone, each linked platform identity,
+/// each passkey.
+pub(crate) fn ways_in(conn: &mut crate::db::DbConnection, customer: &str) -> AppResult<i64> {
+    use crate::db::schema::{customers, identities, passkeys};
+    use diesel::prelude::*;
+    let (password, phone): (Option<String>, Option<Vec<u8>>) = customers::table
+        .find(customer)
+        .select((customers::password_hash, customers::phone_index))
+        .first(conn)?;
+    let identities: i64 = identities::table
+        .filter(identities::customer_id.eq(customer))
+        .count()
+        .get_result(conn)?;
+    let passkeys: i64 = passkeys::table
+        .filter(passkeys::customer_id.eq(customer))
+        .count()
+        .get_result(conn)?;
+    Ok(i64::from(password.is_some() && phone.is_some()) + identities + passkeys)
+}
+
+pub(crate) fn last_way_in() -> crate::error::AppError {
+    Problem::conflict(
+        "last_way_in",
+        "This is the only way to sign in to the account; add another first.",
+    )
+    .into()
+}
+
 /// Refuses unless the session's sign-in (`auth_time`, Unix seconds) was within `RECENT_LOGIN`: `what` needs a
 /// fresh one.
 pub fn recent_login(auth_time: i64, what: &str) -> AppResult<()> {
@@ -77,6 +106,7 @@ pub struct Identity {
     pub(crate) logins_per_ip: AddressLimiter,
     pub(crate) metrics: Metrics,
     pub(crate) platforms: platforms::Platforms,
+    pub(crate) webauthn: Arc<webauthn_rs::Webauthn>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -120,6 +150,10 @@ impl Identity {
             platforms: platforms::Platforms::new(
                 config.identity.apple.as_ref(),
                 config.identity.google.as_ref(),
+            ),
+            webauthn: Arc::new(
+                passkeys::relying_party(&config.shop_domain, &config.identity.apps)
+                    .expect("checked when the configuration was read"),
             ),
         }
     }

@@ -462,24 +462,16 @@ impl Identity {
         let customer = customer_id.to_owned();
         self.db
             .write(move |conn| -> AppResult<()> {
-                let linked: Vec<String> = identities::table
+                let linked: i64 = identities::table
                     .filter(identities::customer_id.eq(&customer))
-                    .select(identities::provider)
-                    .load(conn)?;
-                if !linked.iter().any(|p| p == platform.as_str()) {
+                    .filter(identities::provider.eq(platform.as_str()))
+                    .count()
+                    .get_result(conn)?;
+                if linked == 0 {
                     return Err(AppError::NotFound);
                 }
-                let (password, phone): (Option<String>, Option<Vec<u8>>) = customers::table
-                    .find(&customer)
-                    .select((customers::password_hash, customers::phone_index))
-                    .first(conn)?;
-                let password_way_in = password.is_some() && phone.is_some();
-                if linked.len() == 1 && !password_way_in {
-                    return Err(Problem::conflict(
-                        "last_way_in",
-                        "This is the only way to sign in to the account; add another first.",
-                    )
-                    .into());
+                if super::ways_in(conn, &customer)? <= 1 {
+                    return Err(super::last_way_in());
                 }
                 diesel::delete(
                     identities::table

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 
 use super::sessions::now;
 use crate::db::schema::{
-    console_sessions, customers, data_keys, login_failures, sign_in_nonces, sms_sends,
-    staff_invitations, verifications,
+    console_sessions, customers, data_keys, login_failures, passkey_ceremonies, sign_in_nonces,
+    sms_sends, staff_invitations, verifications,
 };
 use crate::db::{Db, DbConnection, DbError};
 
@@ -24,7 +24,7 @@ pub struct Purged {
     pub login_failures: usize,
     /// Console sign-ins past their end, and staff invitations used or expired a day ago.
     pub console: usize,
-    /// Platform sign-in nonces past their end.
+    /// Platform sign-in nonces and passkey ceremonies past their end.
     pub sign_in_nonces: usize,
 }
 
@@ -71,6 +71,10 @@ pub fn purge(conn: &mut DbConnection) -> QueryResult<Purged> {
             .execute(conn)?;
     purged.sign_in_nonces =
         diesel::delete(sign_in_nonces::table.filter(sign_in_nonces::expires_at.lt(now)))
+            .execute(conn)?
+            + diesel::delete(
+                passkey_ceremonies::table.filter(passkey_ceremonies::expires_at.lt(now)),
+            )
             .execute(conn)?;
     Ok(purged)
 }

@@ -143,6 +143,25 @@ pub struct IdentityConfig {
     pub apple: Option<SignInProvider>,
     /// Sign in with Google (`GOOGLE_CLIENT_IDS`); off when unset.
     pub google: Option<SignInProvider>,
+    /// The shop's apps, which may use the domain's passkeys.
+    pub apps: AppLinks,
+}
+
+/// The apps allowed to use `SHOP_DOMAIN`'s passkeys: served in `/.well-known/` for iOS and Android, and (for
+/// Android) the origins its passkey responses carry.
+#[derive(Debug, Clone, Default)]
+pub struct AppLinks {
+    /// `APPLE_APP_IDS`: `TEAMID.bundle.id` each.
+    pub apple_app_ids: Vec<String>,
+    /// `ANDROID_APP_PACKAGE` and `ANDROID_CERT_FINGERPRINTS`.
+    pub android: Option<AndroidApp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AndroidApp {
+    pub package: String,
+    /// The SHA-256 of each signing certificate of the app.
+    pub cert_fingerprints: Vec<[u8; 32]>,
 }
 
 /// A platform sign-in as configured: the app's client (or bundle) ids its ID tokens must name, and where the
@@ -410,6 +429,12 @@ impl Config {
             ),
         };
         let identity = identity_config(vars, production)?;
+        crate::auth::passkeys::relying_party(&shop_domain, &identity.apps).map_err(|e| {
+            ConfigError::new(
+                "SHOP_DOMAIN",
+                format!("is not a WebAuthn relying party for passkeys: {e}"),
+            )
+        })?;
         let edge = edge::edge_config(vars)?;
         let email = email::email_config(vars, production, &shop_domain, &data_dir)?;
         let orders = orders_config(vars, production)?;
@@ -562,6 +587,65 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
             "https://www.googleapis.com/oauth2/v3/certs",
             production,
         )?,
+        apps: app_links(vars)?,
+    })
+}
+
+fn app_links(vars: &Vars) -> Result<AppLinks, ConfigError> {
+    let apple_app_ids = vars
+        .get("APPLE_APP_IDS")
+        .map(parse::list)
+        .unwrap_or_default();
+    if let Some(bad) = apple_app_ids.iter().find(|id| {
+        let (team, bundle) = id.split_once('.').unwrap_or_default();
+        team.len() != 10 || !team.bytes().all(|b| b.is_ascii_alphanumeric()) || bundle.is_empty()
+    }) {
+        return Err(ConfigError::new(
+            "APPLE_APP_IDS",
+            format!("`{bad}` is not TEAMID.bundle.id (a 10-character team id)"),
+        ));
+    }
+    let android = match (
+        vars.get("ANDROID_APP_PACKAGE"),
+        vars.get("ANDROID_CERT_FINGERPRINTS"),
+    ) {
+        (None, None) => None,
+        (Some(package), Some(prints)) => {
+            let cert_fingerprints = parse::list(prints)
+                .iter()
+                .map(|p| {
+                    let bytes = hex::decode(p.replace(':', "")).ok()?;
+                    <[u8; 32]>::try_from(bytes).ok()
+                })
+                .collect::<Option<Vec<_>>>()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "ANDROID_CERT_FINGERPRINTS",
+                        "is not a list of SHA-256 fingerprints like 14:6D:E9:…",
+                    )
+                })?;
+            Some(AndroidApp {
+                package: package.to_owned(),
+                cert_fingerprints,
+            })
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "ANDROID_CERT_FINGERPRINTS",
+                "is required with ANDROID_APP_PACKAGE",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "ANDROID_APP_PACKAGE",
+                "is required with ANDROID_CERT_FINGERPRINTS",
+            ));
+        }
+    };
+    Ok(AppLinks {
+        apple_app_ids,
+        android,
     })
 }
 

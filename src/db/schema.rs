@@ -252,6 +252,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        customer_id -> Text,
+        credential_id -> Binary,
+        passkey -> Text,
+        name -> Binary,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    passkey_ceremonies (id) {
+        id -> Text,
+        kind -> Text,
+        customer_id -> Nullable<Text>,
+        state -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Text,
         template -> Text,
@@ -327,6 +349,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     console_sessions,
     identities,
     sign_in_nonces,
+    passkeys,
+    passkey_ceremonies,
     staff_invitations,
     outbox,
     webhook_receipts,

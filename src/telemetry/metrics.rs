@@ -38,6 +38,7 @@ struct Inner {
     refresh_token_reuse: IntCounterVec,
     login_throttled: IntCounterVec,
     platform_sign_ins: IntCounterVec,
+    passkey_sign_ins: IntCounterVec,
     rate_limited: IntCounterVec,
     tls_reloads: IntCounterVec,
     outbox: IntCounterVec,
@@ -140,6 +141,12 @@ impl Metrics {
              refused).",
             &["provider", "outcome"],
         );
+        let passkey_sign_ins = counter(
+            &registry,
+            "passkey_sign_ins_total",
+            "Sign-ins with a passkey, by outcome (signed_in, refused).",
+            &["outcome"],
+        );
         let refresh_token_reuse = counter(
             &registry,
             "refresh_token_reuse_total",
@@ -235,6 +242,7 @@ impl Metrics {
             refresh_token_reuse,
             login_throttled,
             platform_sign_ins,
+            passkey_sign_ins,
             rate_limited,
             tls_reloads,
             outbox,
@@ -314,6 +322,11 @@ impl Metrics {
             .platform_sign_ins
             .with_label_values(&[provider, outcome])
             .inc();
+    }
+
+    /// `outcome`: `signed_in` or `refused`.
+    pub fn passkey_sign_in(&self, outcome: &'static str) {
+        self.0.passkey_sign_ins.with_label_values(&[outcome]).inc();
     }
 
     pub fn rate_limited(&self, class: &'static str) {

@@ -614,3 +614,27 @@ pub fn serializable(app: &TestApp) -> bool {
         .get_result::<Isolation>(&mut app.conn())
         .is_ok_and(|i| i.default_transaction_isolation == "serializable")
 }
+
+impl TestApp {
+    /// An access token of the session of token pair `pair` as if its sign-in were 10 minutes ago (moved in the
+    /// database, then refreshed): for the step-up checks.
+    pub async fn aged_session(&self, pair: &serde_json::Value) -> String {
+        use diesel::prelude::*;
+        use shopd::db::schema::sessions;
+        let claims = token_claims(pair["access_token"].as_str().unwrap());
+        let ten_minutes_ago = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(10);
+        diesel::update(sessions::table.find(claims["sid"].as_str().unwrap()))
+            .set(sessions::auth_time.eq(ten_minutes_ago))
+            .execute(&mut self.conn())
+            .unwrap();
+        let refreshed = self
+            .post_json(
+                "/v1/auth/refresh",
+                &serde_json::json!({"refresh_token": pair["refresh_token"]}),
+            )
+            .await;
+        assert_eq!(refreshed.status(), 200);
+        let body: serde_json::Value = refreshed.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+}

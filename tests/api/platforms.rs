@@ -494,7 +494,7 @@ async fn a_phone_is_verified_only_by_a_recent_sign_in_and_another_accounts_phone
     assert_problem(stolen, 404, "verification_not_found").await;
 
     // A session whose sign-in is older than 5 minutes must sign in again first.
-    let old = w.aged_session(&apple).await;
+    let old = w.app.aged_session(&apple).await;
     assert_problem(
         w.app
             .request(
@@ -508,30 +508,6 @@ async fn a_phone_is_verified_only_by_a_recent_sign_in_and_another_accounts_phone
         "reauthentication_required",
     )
     .await;
-}
-
-impl World {
-    /// An access token of `signed`'s session as if its sign-in were 10 minutes ago (moved in the database,
-    /// then refreshed).
-    async fn aged_session(&self, signed: &Value) -> String {
-        use shopd::db::schema::sessions;
-        let claims = crate::helpers::token_claims(signed["access_token"].as_str().unwrap());
-        let ten_minutes_ago = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(10);
-        diesel::update(sessions::table.find(claims["sid"].as_str().unwrap()))
-            .set(sessions::auth_time.eq(ten_minutes_ago))
-            .execute(&mut self.app.conn())
-            .unwrap();
-        let refreshed = self
-            .app
-            .post_json(
-                "/v1/auth/refresh",
-                &json!({"refresh_token": signed["refresh_token"]}),
-            )
-            .await;
-        assert_eq!(refreshed.status(), 200);
-        let body: Value = refreshed.json().await.unwrap();
-        body["access_token"].as_str().unwrap().to_owned()
-    }
 }
 
 #[tokio::test]
@@ -649,7 +625,7 @@ async fn apples_notifications_end_sessions_and_account_delete_erases() {
 async fn an_account_without_a_password_is_erased_after_a_recent_sign_in() {
     let w = world().await;
     let apple = w.apple_sign_in(&subject()).await;
-    let old = w.aged_session(&apple).await;
+    let old = w.app.aged_session(&apple).await;
     assert_problem(
         w.app
             .request(Method::DELETE, "/v1/me", &old, Some(&json!({})))
