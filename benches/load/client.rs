@@ -140,6 +140,15 @@ pub struct Shop {
 pub struct Pair {
     pub access: String,
     pub refresh: String,
+    /// The device token of a sign-in with a second factor (signup's code): later logins send it.
+    pub device: Option<String>,
+}
+
+/// A signed-up customer as the harness's phones know them.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub phone: String,
+    pub device: String,
 }
 
 fn pair(body: &Value) -> anyhow::Result<Pair> {
@@ -152,6 +161,7 @@ fn pair(body: &Value) -> anyhow::Result<Pair> {
     Ok(Pair {
         access: get("access_token")?,
         refresh: get("refresh_token")?,
+        device: body["device_token"].as_str().map(str::to_owned),
     })
 }
 
@@ -198,11 +208,11 @@ impl Shop {
         pair(&verified)
     }
 
-    pub async fn log_in(&self, client: &mut Client, phone: &str) -> anyhow::Result<Pair> {
+    pub async fn log_in(&self, client: &mut Client, customer: &Customer) -> anyhow::Result<Pair> {
         let body = post(
             client,
             "/v1/auth/login",
-            json!({"phone": phone, "password": PASSWORD}),
+            json!({"phone": customer.phone, "password": PASSWORD, "device_token": customer.device}),
             200,
         )
         .await?;
@@ -224,7 +234,7 @@ impl Shop {
     /// source address (renewed every `PER_ADDRESS` logins), cycling over `phones`.
     pub async fn login_load(
         &self,
-        phones: Arc<Vec<String>>,
+        phones: Arc<Vec<Customer>>,
         connections: usize,
         duration: Duration,
     ) -> Measured {
@@ -242,9 +252,11 @@ impl Shop {
                 'outer: loop {
                     let mut client = shop.client();
                     for _ in 0..PER_ADDRESS {
-                        let phone = &phones[i % phones.len()];
+                        let customer = &phones[i % phones.len()];
                         i += connections;
-                        let body = json!({"phone": phone, "password": PASSWORD}).to_string();
+                        let body = json!({"phone": customer.phone, "password": PASSWORD,
+                                          "device_token": customer.device})
+                        .to_string();
                         if Instant::now() >= deadline {
                             break 'outer;
                         }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use shopd::crypto::webhook::WebhookSecrets;
 use shopd::orders::catalogue::MAX_STOCK;
 
-use crate::client::{PER_ADDRESS, Shop};
+use crate::client::{Customer, PER_ADDRESS, Shop};
 use crate::servers::{Server, WEBHOOK_SECRET};
 use crate::twilio::FakeTwilio;
 use crate::wrk::{Script, WrkJob, request};
@@ -124,7 +124,7 @@ pub struct Ctx {
     pub baseline_port: u16,
     pub twilio: Arc<FakeTwilio>,
     /// The seeded customers' phone numbers (all with the password `client::PASSWORD`).
-    pub phones: Arc<Vec<String>>,
+    pub phones: Arc<Vec<Customer>>,
     pub connections: usize,
     /// The seeded catalogue: product ids, each with stock for any run.
     products: Vec<String>,
@@ -184,6 +184,7 @@ impl Ctx {
     /// Signs up `n` customers (phones +44 7400 000001, …), keeping each first session.
     pub async fn seed_customers(&mut self, n: usize) -> anyhow::Result<()> {
         let phones: Vec<String> = (1..=n).map(|i| format!("+447400{i:06}")).collect();
+        let mut customers = Vec::with_capacity(n);
         // A few at a time: signup hashes the password, and shopd hashes at most one per core at once.
         for batch in phones.chunks(PER_ADDRESS.min(8)) {
             let results = join_all(batch.iter().map(|p| async {
@@ -191,11 +192,16 @@ impl Ctx {
                 self.shop.sign_up(&mut client, &self.twilio, p).await
             }))
             .await;
-            for pair in results {
-                self.spare.push(pair?.refresh);
+            for (phone, pair) in batch.iter().zip(results) {
+                let pair = pair?;
+                customers.push(Customer {
+                    phone: phone.clone(),
+                    device: pair.device.context("signup gave no device token")?,
+                });
+                self.spare.push(pair.refresh);
             }
         }
-        self.phones = Arc::new(phones);
+        self.phones = Arc::new(customers);
         Ok(())
     }
 

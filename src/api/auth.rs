@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use super::authn::{CustomerAuth, user_agent};
 use super::edge::client_ip;
 use super::json::ApiJson;
-use crate::auth::LogoutScope;
 use crate::auth::sessions::Issued;
+use crate::auth::{LoginOutcome, LogoutScope};
 use crate::domain::Sensitive;
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -62,6 +62,21 @@ pub struct LoginRequest {
     phone: String,
     #[schema(value_type = String)]
     password: Sensitive<String>,
+    /// The `device_token` an earlier sign-in with a second factor gave this device.
+    #[schema(value_type = Option<String>)]
+    device_token: Option<Sensitive<String>>,
+}
+
+/// A right password on a device shopd does not know: a code was texted to the account's phone.
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactorResponse {
+    /// Always `true`: no tokens yet.
+    second_factor_required: bool,
+    /// `POST /v1/auth/login/verify` with it and the code (`POST /v1/auth/otp/resend` texts it again). A
+    /// passkey sign-in (`/v1/auth/passkey/begin`) is the other way in.
+    verification_id: uuid::Uuid,
+    expires_in: u64,
+    resend_after: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -105,6 +120,10 @@ pub struct TokenPair {
     refresh_expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     customer_id: Option<String>,
+    /// After a sign-in with a second factor (signup's code, a sign-in code, a passkey): keep it in the
+    /// device's secure storage and send it with the next `POST /v1/auth/login`, which then needs no code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<String>,
 }
 
 impl TokenPair {
@@ -116,6 +135,7 @@ impl TokenPair {
             expires_in: issued.expires_in,
             refresh_token: issued.refresh_token.into_inner(),
             refresh_expires_in: issued.refresh_expires_in,
+            device_token: issued.device_token.map(Sensitive::into_inner),
         }
     }
 }
@@ -201,20 +221,55 @@ pub async fn resend(
     Ok(HttpResponse::Accepted().json(ResendResponse { resend_after }))
 }
 
-/// Log in with phone and password.
+/// Log in with phone and password. On a device shopd does not know (no `device_token` from an earlier sign-in
+/// with a second factor) the answer is a texted code to verify, not tokens.
 #[utoipa::path(post, path = "/v1/auth/login", operation_id = "login", tag = "identity", request_body = LoginRequest, responses(
     (status = 200, description = "Signed in: a token pair", body = TokenPair),
+    (status = 202, description = "The password is right; a code was texted for `POST /v1/auth/login/verify`", body = SecondFactorResponse),
     (status = 401, description = "invalid_credentials, for a wrong password and an unknown phone alike"),
-    (status = 429, description = "login_throttled")))]
+    (status = 429, description = "login_throttled"), (status = 502, description = "sms_unavailable")))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: ApiJson<LoginRequest>,
 ) -> AppResult<HttpResponse> {
     let b = body.0;
+    let outcome = state
+        .identity
+        .login(
+            &b.phone,
+            b.password,
+            b.device_token,
+            client_ip(&req),
+            user_agent(&req),
+        )
+        .await?;
+    Ok(no_store(match outcome {
+        LoginOutcome::Signed(issued) => HttpResponse::Ok().json(TokenPair::from(issued, false)),
+        LoginOutcome::SecondFactor(v) => HttpResponse::Accepted().json(SecondFactorResponse {
+            second_factor_required: true,
+            verification_id: v.verification_id,
+            expires_in: v.expires_in,
+            resend_after: v.resend_after,
+        }),
+    }))
+}
+
+/// The sign-in code texted by `POST /v1/auth/login`: the token pair, and the `device_token` that spares this
+/// device the code next time.
+#[utoipa::path(post, path = "/v1/auth/login/verify", operation_id = "verifyLogin", tag = "identity", request_body = VerifyRequest, responses(
+    (status = 200, description = "Signed in: a token pair with `device_token`", body = TokenPair),
+    (status = 422, description = "invalid_code, code_expired, verification_locked, verification_used"),
+    (status = 404, description = "verification_not_found")))]
+pub async fn login_verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ApiJson<VerifyRequest>,
+) -> AppResult<HttpResponse> {
+    let b = body.0;
     let issued = state
         .identity
-        .login(&b.phone, b.password, client_ip(&req), user_agent(&req))
+        .verify_login(&b.verification_id, b.code.expose(), user_agent(&req))
         .await?;
     Ok(no_store(
         HttpResponse::Ok().json(TokenPair::from(issued, false)),

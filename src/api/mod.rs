@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/auth/signup/verify").route(web::post().to(auth::verify)))
         .service(web::resource("/v1/auth/otp/resend").route(web::post().to(auth::resend)))
         .service(web::resource("/v1/auth/login").route(web::post().to(auth::login)))
+        .service(web::resource("/v1/auth/login/verify").route(web::post().to(auth::login_verify)))
         .service(web::resource("/v1/auth/refresh").route(web::post().to(auth::refresh)))
         .service(web::resource("/v1/auth/logout").route(web::post().to(auth::logout)))
         .service(web::resource("/v1/auth/sessions").route(web::get().to(auth::sessions)))

@@ -19,7 +19,7 @@ use super::{auth, me, ops, orders, passkeys, platforms, problem, products, staff
     ),
     paths(
         ops::healthz, ops::readyz, ops::openapi,
-        auth::signup, auth::verify, auth::resend, auth::login, auth::refresh, auth::logout,
+        auth::signup, auth::verify, auth::resend, auth::login, auth::login_verify, auth::refresh, auth::logout,
         auth::sessions, auth::end_session, auth::password_reset, auth::password_reset_verify, auth::jwks,
         platforms::nonce, platforms::apple, platforms::google,
         me::get, me::patch, me::export, me::erase, me::start_phone, me::verify_phone,

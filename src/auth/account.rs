@@ -7,13 +7,14 @@ use diesel::prelude::*;
 
 use super::login::{Account, AccountStore, password_login};
 use super::sessions::{self, Issued, Refreshed, SessionRow, now};
-use super::signup::{self, PendingText, customer_field, started};
-use super::{Identity, PASSWORD_RESET, VerificationStarted, otp};
+use super::signup::{self, PendingText, check_phone_quota, customer_field, record_text, started};
+use super::{Identity, LOGIN, PASSWORD_RESET, VerificationStarted, devices, otp};
 use crate::auth::claims::Audience;
+use crate::config::SecondFactorPolicy;
 use crate::crypto::IndexKind;
 use crate::db::DbConnection;
-use crate::db::schema::{customers, security_events};
-use crate::domain::{Email, NewPassword, Sensitive, mask_e164, mask_email};
+use crate::db::schema::{customers, security_events, verifications};
+use crate::domain::{Email, NewPassword, Phone, Sensitive, mask_e164, mask_email};
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Notification};
 use crate::vault::Opened;
@@ -134,6 +135,19 @@ struct CustomerRow {
     erased_at: Option<NaiveDateTime>,
 }
 
+/// What a right password came to.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    Signed(Issued),
+    /// A code was texted to the phone: `verify_login` with it.
+    SecondFactor(VerificationStarted),
+}
+
+enum Stage {
+    Signed(Issued),
+    Code(VerificationStarted, PendingText),
+}
+
 fn invalid_credentials() -> AppError {
     Problem::unauthorized(
         "invalid_credentials",
@@ -175,14 +189,17 @@ impl Identity {
         })
     }
 
-    /// `POST /v1/auth/login`: the same 401 for a wrong password and an unknown phone.
+    /// `POST /v1/auth/login`: the same 401 for a wrong password and an unknown phone. A right password on a
+    /// device without a device token (by `CUSTOMER_SECOND_FACTOR`) gets no tokens: a code is texted to the
+    /// phone, for `verify_login`.
     pub async fn login(
         &self,
         phone: &str,
         password: Sensitive<String>,
+        device_token: Option<Sensitive<String>>,
         ip: IpAddr,
         client: String,
-    ) -> AppResult<Issued> {
+    ) -> AppResult<LoginOutcome> {
         let phone = self.parse_phone(phone)?;
         self.logins_per_ip.check(ip).map_err(|wait| {
             self.metrics.login_throttled("address");
@@ -192,7 +209,7 @@ impl Identity {
             ))
         })?;
         let account_key = self.vault.blind_index(IndexKind::Phone, phone.e164());
-        let tokens = self.tokens.clone();
+        let this = self.clone();
         let store = AccountStore {
             find: |conn: &mut DbConnection, key: &[u8]| {
                 customers::table
@@ -215,7 +232,7 @@ impl Identity {
                     .execute(conn)
             },
         };
-        password_login(
+        let stage = password_login(
             &self.db,
             &self.metrics,
             &self.hasher,
@@ -225,10 +242,109 @@ impl Identity {
             "The phone number or the password is wrong.",
             move |conn, key, account| {
                 super::throttle::clear_login_failures(conn, key)?;
-                tokens.start(conn, Audience::Customer, &account.id, None, &client)
+                let needs_code = match this.second_factor {
+                    SecondFactorPolicy::Off => false,
+                    SecondFactorPolicy::Always => true,
+                    SecondFactorPolicy::NewDevice => match &device_token {
+                        Some(token) => !devices::is_known(conn, &account.id, token.expose())?,
+                        None => true,
+                    },
+                };
+                if !needs_code {
+                    return Ok(Stage::Signed(this.tokens.start(
+                        conn,
+                        Audience::Customer,
+                        &account.id,
+                        None,
+                        &client,
+                    )?));
+                }
+                let (started, text) = this.start_login_code(conn, &account.id, key, &phone)?;
+                Ok(Stage::Code(started, text))
             },
         )
-        .await
+        .await?;
+        match stage {
+            Stage::Signed(issued) => Ok(LoginOutcome::Signed(issued)),
+            Stage::Code(started, text) => {
+                self.deliver(&started.verification_id.to_string(), text)
+                    .await?;
+                Ok(LoginOutcome::SecondFactor(started))
+            }
+        }
+    }
+
+    /// The sign-in code's verification, in the login's transaction: texted once it has committed.
+    fn start_login_code(
+        &self,
+        conn: &mut DbConnection,
+        customer: &str,
+        phone_index: &[u8],
+        phone: &Phone,
+    ) -> AppResult<(VerificationStarted, PendingText)> {
+        let id = uuid::Uuid::new_v4();
+        let vid = id.to_string();
+        let now = now();
+        check_phone_quota(conn, phone_index, now)?;
+        let code = otp::generate_code();
+        let sealed = self
+            .vault
+            .seal(conn, customer, signup::field("phone", &vid), phone.e164())?;
+        diesel::insert_into(verifications::table)
+            .values((
+                verifications::id.eq(&vid),
+                verifications::purpose.eq(LOGIN),
+                verifications::phone_index.eq(phone_index),
+                verifications::person_id.eq(customer),
+                verifications::phone.eq(Some(sealed)),
+                verifications::code_hash.eq(Some(otp::code_hash(
+                    &self.pepper,
+                    &vid,
+                    LOGIN,
+                    code.expose(),
+                ))),
+                verifications::attempts.eq(0),
+                verifications::sends.eq(1),
+                verifications::last_sent_at.eq(Some(now)),
+                verifications::expires_at.eq(now + signup::chrono(super::CODE_TTL)),
+                verifications::created_at.eq(now),
+            ))
+            .execute(conn)?;
+        record_text(conn, phone_index, now)?;
+        let text = PendingText {
+            phone: phone.clone(),
+            body: self.code_text(LOGIN, code.expose()),
+        };
+        Ok((signup::started(id), text))
+    }
+
+    /// `POST /v1/auth/login/verify`: the texted sign-in code; the session starts and the device is
+    /// remembered.
+    pub async fn verify_login(
+        &self,
+        verification_id: &str,
+        code: &str,
+        client: String,
+    ) -> AppResult<Issued> {
+        let this = self.clone();
+        let (vid, code) = (verification_id.to_owned(), code.to_owned());
+        self.db
+            .write(move |conn| -> AppResult<Result<Issued, AppError>> {
+                let row = match signup::check_code(conn, &this, &vid, LOGIN, &code)? {
+                    Ok(row) => row,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                load_customer(conn, &row.person_id)?;
+                diesel::update(verifications::table.find(&row.id))
+                    .set(verifications::phone.eq(None::<Vec<u8>>))
+                    .execute(conn)?;
+                let mut issued =
+                    this.tokens
+                        .start(conn, Audience::Customer, &row.person_id, None, &client)?;
+                issued.device_token = Some(devices::remember(conn, &row.person_id)?);
+                Ok(Ok(issued))
+            })
+            .await?
     }
 
     /// `POST /v1/auth/refresh`.
@@ -395,6 +511,7 @@ impl Identity {
                         customer_id: customer_id.clone(),
                     },
                 )?;
+                devices::forget_all(conn, &customer_id)?;
                 Ok(Ok(sessions::end_sessions_of(
                     conn,
                     &customer_id,
@@ -591,6 +708,7 @@ impl Identity {
                         .execute(conn)?;
                     diesel::delete(passkeys::table.filter(passkeys::customer_id.eq(&id)))
                         .execute(conn)?;
+                    devices::forget_all(conn, &id)?;
                     diesel::delete(
                         passkey_ceremonies::table.filter(passkey_ceremonies::customer_id.eq(&id)),
                     )

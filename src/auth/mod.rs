@@ -3,6 +3,7 @@
 
 mod account;
 pub mod claims;
+pub mod devices;
 pub mod id_tokens;
 pub mod login;
 pub mod otp;
@@ -30,7 +31,9 @@ use crate::notify::sms::{SmsMessage, SmsSender};
 use crate::telemetry::Metrics;
 use crate::vault::Vault;
 
-pub use account::{ExportedCustomer, LogoutScope, Profile, ProfileChange, SessionInfo};
+pub use account::{
+    ExportedCustomer, LoginOutcome, LogoutScope, Profile, ProfileChange, SessionInfo,
+};
 pub use signup::VerificationStarted;
 
 use passwords::Hasher;
@@ -47,6 +50,8 @@ pub const SIGNUP: &str = "signup";
 pub const PASSWORD_RESET: &str = "password_reset";
 /// Verifying a phone for an account that has none (a platform sign-in's) or a new one.
 pub const PHONE: &str = "phone";
+/// The second factor of a password sign-in on a new device.
+pub const LOGIN: &str = "login";
 
 /// The ways into a customer's account: a password with a verified phone, each linked platform identity,
 /// each passkey.
@@ -107,6 +112,7 @@ pub struct Identity {
     pub(crate) metrics: Metrics,
     pub(crate) platforms: platforms::Platforms,
     pub(crate) webauthn: Arc<webauthn_rs::Webauthn>,
+    pub(crate) second_factor: crate::config::SecondFactorPolicy,
 }
 
 impl std::fmt::Debug for Identity {
@@ -151,6 +157,7 @@ impl Identity {
                 config.identity.apple.as_ref(),
                 config.identity.google.as_ref(),
             ),
+            second_factor: config.identity.second_factor,
             webauthn: Arc::new(
                 passkeys::relying_party(&config.shop_domain, &config.identity.apps)
                     .expect("checked when the configuration was read"),
@@ -201,6 +208,7 @@ impl Identity {
         let what = match purpose {
             SIGNUP => "sign-up",
             PHONE => "phone verification",
+            LOGIN => "sign-in",
             _ => "password reset",
         };
         format!(

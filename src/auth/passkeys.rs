@@ -477,13 +477,12 @@ impl Identity {
                         passkeys::last_used_at.eq(Some(now())),
                     ))
                     .execute(conn)?;
-                Ok(Ok(this.tokens.start(
-                    conn,
-                    Audience::Customer,
-                    &customer,
-                    None,
-                    &client,
-                )?))
+                let mut issued =
+                    this.tokens
+                        .start(conn, Audience::Customer, &customer, None, &client)?;
+                // A passkey with user verification is two factors: this device needs no code later.
+                issued.device_token = Some(super::devices::remember(conn, &customer)?);
+                Ok(Ok(issued))
             })
             .await?;
         self.metrics.passkey_sign_in(if outcome.is_ok() {

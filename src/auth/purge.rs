@@ -7,8 +7,8 @@ use diesel::prelude::*;
 
 use super::sessions::now;
 use crate::db::schema::{
-    console_sessions, customers, data_keys, login_failures, passkey_ceremonies, sign_in_nonces,
-    sms_sends, staff_invitations, verifications,
+    console_sessions, customers, data_keys, known_devices, login_failures, passkey_ceremonies,
+    sign_in_nonces, sms_sends, staff_invitations, verifications,
 };
 use crate::db::{Db, DbConnection, DbError};
 
@@ -24,7 +24,7 @@ pub struct Purged {
     pub login_failures: usize,
     /// Console sign-ins past their end, and staff invitations used or expired a day ago.
     pub console: usize,
-    /// Platform sign-in nonces and passkey ceremonies past their end.
+    /// Platform sign-in nonces and passkey ceremonies past their end, devices unused for 90 days.
     pub sign_in_nonces: usize,
 }
 
@@ -74,6 +74,11 @@ pub fn purge(conn: &mut DbConnection) -> QueryResult<Purged> {
             .execute(conn)?
             + diesel::delete(
                 passkey_ceremonies::table.filter(passkey_ceremonies::expires_at.lt(now)),
+            )
+            .execute(conn)?
+            + diesel::delete(
+                known_devices::table
+                    .filter(known_devices::last_used_at.lt(now - super::devices::FORGET_AFTER)),
             )
             .execute(conn)?;
     Ok(purged)

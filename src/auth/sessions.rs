@@ -67,6 +67,9 @@ pub struct Issued {
     pub expires_in: u64,
     pub refresh_token: Sensitive<String>,
     pub refresh_expires_in: u64,
+    /// Set by a sign-in with a second factor (or a texted code, or a passkey): the app keeps it and sends it
+    /// with its next password sign-in (`auth::devices`).
+    pub device_token: Option<Sensitive<String>>,
 }
 
 /// What a refresh came to. `Reused` must be committed (the session ends) and then refused.
@@ -285,6 +288,7 @@ impl TokenIssuer {
             expires_in: (exp - iat).max(0) as u64,
             refresh_token: Sensitive::new(refresh),
             refresh_expires_in: (refresh_until - now).num_seconds().max(0) as u64,
+            device_token: None,
         }
     }
 

@@ -391,13 +391,12 @@ impl Identity {
                         verifications::password_hash.eq(None::<String>),
                     ))
                     .execute(conn)?;
-                Ok(Ok(this.tokens.start(
-                    conn,
-                    Audience::Customer,
-                    &customer_id,
-                    None,
-                    &client,
-                )?))
+                let mut issued =
+                    this.tokens
+                        .start(conn, Audience::Customer, &customer_id, None, &client)?;
+                // The texted code was this device's second factor.
+                issued.device_token = Some(super::devices::remember(conn, &customer_id)?);
+                Ok(Ok(issued))
             })
             .await?
     }
@@ -490,6 +489,7 @@ pub(crate) fn check_code(
         identity.metrics.wrong_code(match purpose {
             SIGNUP => SIGNUP,
             super::PHONE => super::PHONE,
+            super::LOGIN => super::LOGIN,
             _ => PASSWORD_RESET,
         });
         let left = MAX_ATTEMPTS - row.attempts - 1;

@@ -145,6 +145,17 @@ pub struct IdentityConfig {
     pub google: Option<SignInProvider>,
     /// The shop's apps, which may use the domain's passkeys.
     pub apps: AppLinks,
+    /// When a customer's password sign-in needs a second factor (`CUSTOMER_SECOND_FACTOR`).
+    pub second_factor: SecondFactorPolicy,
+}
+
+/// When a password sign-in also needs a code texted to the verified phone (or a passkey sign-in instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorPolicy {
+    /// On a device the customer has not signed in on with a second factor before (the default).
+    NewDevice,
+    Always,
+    Off,
 }
 
 /// The apps allowed to use `SHOP_DOMAIN`'s passkeys: served in `/.well-known/` for iOS and Android, and (for
@@ -588,6 +599,17 @@ fn identity_config(vars: &Vars, production: bool) -> Result<IdentityConfig, Conf
             production,
         )?,
         apps: app_links(vars)?,
+        second_factor: match vars.get("CUSTOMER_SECOND_FACTOR") {
+            None | Some("new_device") => SecondFactorPolicy::NewDevice,
+            Some("always") => SecondFactorPolicy::Always,
+            Some("off") => SecondFactorPolicy::Off,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "CUSTOMER_SECOND_FACTOR",
+                    format!("`{other}` is not `new_device`, `always` or `off`"),
+                ));
+            }
+        },
     })
 }
 

@@ -274,6 +274,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    known_devices (token_hash) {
+        token_hash -> Binary,
+        customer_id -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Text,
         template -> Text,
@@ -351,6 +360,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sign_in_nonces,
     passkeys,
     passkey_ceremonies,
+    known_devices,
     staff_invitations,
     outbox,
     webhook_receipts,

@@ -131,7 +131,7 @@ impl Metrics {
         let wrong_codes = counter(
             &registry,
             "otp_wrong_codes_total",
-            "Wrong one-time codes entered, by purpose (signup, password_reset, phone).",
+            "Wrong one-time codes entered, by purpose (signup, password_reset, phone, login).",
             &["purpose"],
         );
         let platform_sign_ins = counter(

@@ -47,6 +47,13 @@ fn each_bad_value_is_refused_naming_its_variable() {
         ("SMS_PROVIDER", "pigeon"),
         ("SMS_ALLOWED_REGIONS", "Britain"),
         ("ARGON2_MEMORY_KIB", "4"),
+        ("CUSTOMER_SECOND_FACTOR", "sometimes"),
+        ("APPLE_CLIENT_IDS", ","),
+        (
+            "GOOGLE_JWKS_URL",
+            "https://www.googleapis.com/oauth2/v3/certs",
+        ),
+        ("APPLE_APP_IDS", "com.example.shop"),
         ("SMTP_URL", "mail.example.com"),
         ("SMTP_URL", "http://mail.example.com"),
         ("SMTP_URL", "smtp://mail.example.com?tls=opportunistic"),

@@ -62,6 +62,9 @@ pub struct TestDb {
     pub url: DatabaseUrl,
     postgres: Option<(String, String)>,
     pub dir: TempDir,
+    /// The device token each phone's signup gave (valid on every instance of this database), sent by
+    /// `TestApp::login` as the app on that phone would.
+    pub devices: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl TestDb {
@@ -75,6 +78,7 @@ impl TestDb {
                 url: DatabaseUrl::Sqlite(dir.path().join("shopd.db")),
                 postgres: None,
                 dir,
+                devices: Default::default(),
             },
             Some(base) => {
                 let name = format!("shopd_test_{}", uuid::Uuid::new_v4().simple());
@@ -90,6 +94,7 @@ impl TestDb {
                     url: DatabaseUrl::parse(url.as_str()).unwrap(),
                     postgres: Some((base, name)),
                     dir,
+                    devices: Default::default(),
                 }
             }
         }
@@ -339,15 +344,31 @@ impl TestApp {
             )
             .await;
         assert_eq!(response.status(), 201);
-        response.json().await.unwrap()
+        let pair: serde_json::Value = response.json().await.unwrap();
+        self.remember_device(phone, &pair);
+        pair
     }
 
+    /// Keeps the `device_token` of `pair` for the later logins of `phone`.
+    pub fn remember_device(&self, phone: &str, pair: &serde_json::Value) {
+        self.db.devices.lock().unwrap().insert(
+            phone.to_owned(),
+            pair["device_token"]
+                .as_str()
+                .expect("a device token")
+                .to_owned(),
+        );
+    }
+
+    /// `POST /v1/auth/login` from the phone that signed up as `phone` (with its device token, when it did
+    /// through `register`).
     pub async fn login(&self, phone: &str, password: &str) -> reqwest::Response {
-        self.post_json(
-            "/v1/auth/login",
-            &serde_json::json!({"phone": phone, "password": password}),
-        )
-        .await
+        let device = self.db.devices.lock().unwrap().get(phone).cloned();
+        let mut body = serde_json::json!({"phone": phone, "password": password});
+        if let Some(device) = device {
+            body["device_token"] = device.into();
+        }
+        self.post_json("/v1/auth/login", &body).await
     }
 
     /// Stops the instance as a deployment would stop a process: the server and its background outbox sender.

@@ -48,6 +48,9 @@ async fn the_whole_flow_with_a_code_read_from_the_sms_provider() {
     assert!(s(&pair["refresh_token"]).starts_with("rt_"));
     assert!(pair["refresh_expires_in"].as_u64().unwrap() > 6 * 86_400);
     let customer_id = s(&pair["customer_id"]).to_owned();
+    // The code was this phone's second factor: its device token spares it one at the next login.
+    assert!(s(&pair["device_token"]).starts_with("dv_"));
+    app.remember_device(&phone, &pair);
 
     // The access token, checked by a standard JWT library from the published key alone, as a client of the
     // JWKS would.
@@ -757,7 +760,17 @@ async fn a_password_reset_sets_the_password_and_ends_every_session() {
     assert_eq!(status_of(&app, s(&pair["access_token"])).await, 401);
     assert_eq!(refresh(&app, &pair["refresh_token"]).await.status(), 401);
     assert_eq!(app.login(&phone, PASSWORD).await.status(), 401);
-    assert_eq!(app.login(&phone, new_password).await.status(), 200);
+    // The reset forgot the phone's known devices: the next login is asked for a code.
+    let asked = app.login(&phone, new_password).await;
+    assert_eq!(asked.status(), 202);
+    let asked: Value = asked.json().await.unwrap();
+    let verified = app
+        .post_json(
+            "/v1/auth/login/verify",
+            &json!({"verification_id": asked["verification_id"], "code": app.code_for(&phone)}),
+        )
+        .await;
+    assert_eq!(verified.status(), 200);
 
     // An unknown phone gets the same answer, and no text.
     let stranger = unique_phone();
@@ -1125,9 +1138,9 @@ async fn a_refresh_is_at_most_four_statements_on_its_tokens() {
 }
 
 /// A login reads the failed logins and the account before the hash; after it, one transaction clears the
-/// failures and starts the session with its refresh token.
+/// failures, marks the known device used and starts the session with its refresh token.
 #[tokio::test]
-async fn a_login_is_two_reads_and_one_transaction_of_three_writes() {
+async fn a_login_is_two_reads_and_one_transaction_of_four_writes() {
     let db = std::sync::Arc::new(crate::helpers::TestDb::new());
     let url = db.connection_url();
     statements::record_for(&url);
@@ -1143,14 +1156,15 @@ async fn a_login_is_two_reads_and_one_transaction_of_three_writes() {
         .map(|(_, sql)| sql)
         .filter(|sql| !(sql.starts_with("SELECT") && sql.contains("ended_at")))
         .collect();
-    assert_eq!(login.len(), 7, "{login:#?}");
+    assert_eq!(login.len(), 8, "{login:#?}");
     assert!(login[0].contains("login_failures"), "{login:#?}");
     assert!(login[1].contains("customers"), "{login:#?}");
     assert!(login[2].starts_with("BEGIN"), "{login:#?}");
     assert!(login[3].starts_with("DELETE") && login[3].contains("login_failures"));
-    assert!(login[4].contains("INSERT INTO") && login[4].contains("sessions"));
-    assert!(login[5].contains("INSERT INTO") && login[5].contains("refresh_tokens"));
-    assert!(login[6].starts_with("COMMIT"), "{login:#?}");
+    assert!(login[4].starts_with("UPDATE") && login[4].contains("known_devices"));
+    assert!(login[5].contains("INSERT INTO") && login[5].contains("sessions"));
+    assert!(login[6].contains("INSERT INTO") && login[6].contains("refresh_tokens"));
+    assert!(login[7].starts_with("COMMIT"), "{login:#?}");
 }
 
 #[tokio::test]

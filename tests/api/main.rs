@@ -25,6 +25,7 @@ mod platforms;
 mod problems;
 mod process_exit;
 mod products;
+mod second_factor;
 mod sms;
 mod soft_passkey;
 mod staff;

@@ -95,6 +95,10 @@ async fn a_passkey_registered_while_signed_in_signs_in_without_a_password_and_on
     assert_eq!(signed_in.status(), 200);
     let signed_in: Value = signed_in.json().await.unwrap();
     assert_eq!(signed_in["customer_id"], pair["customer_id"]);
+    assert!(
+        signed_in["device_token"].is_string(),
+        "a passkey is two factors: the device is known from here on"
+    );
     let me = app
         .request(
             Method::GET,

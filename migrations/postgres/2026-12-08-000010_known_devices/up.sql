@@ -1,0 +1,9 @@
+-- The devices a customer signed in on with a second factor (or a texted code at signup, or a passkey): the
+-- device's token as its SHA-256. A password sign-in naming one skips the second factor.
+CREATE TABLE known_devices (
+    token_hash BYTEA PRIMARY KEY NOT NULL,
+    customer_id TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    last_used_at TIMESTAMP NOT NULL
+);
+CREATE INDEX known_devices_customer ON known_devices (customer_id);
