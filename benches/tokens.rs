@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         nbf: now,
         exp: now + 900,
         auth_time: now - 60,
+        amr: vec!["pwd".into()],
         role: None,
     };
     let expect = Expectations {

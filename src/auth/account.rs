@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::login::{Account, AccountStore, password_login};
-use super::sessions::{self, Issued, Refreshed, SessionRow, now};
+use super::sessions::{self, Factors, Issued, Refreshed, SessionRow, now};
 use super::signup::{self, PendingText, check_phone_quota, customer_field, record_text, started};
 use super::{Identity, LOGIN, PASSWORD_RESET, VerificationStarted, devices, otp};
 use crate::auth::claims::Audience;
@@ -257,6 +257,7 @@ impl Identity {
                         &account.id,
                         None,
                         &client,
+                        Factors::PASSWORD,
                     )?));
                 }
                 let (started, text) = this.start_login_code(conn, &account.id, key, &phone)?;
@@ -338,9 +339,14 @@ impl Identity {
                 diesel::update(verifications::table.find(&row.id))
                     .set(verifications::phone.eq(None::<Vec<u8>>))
                     .execute(conn)?;
-                let mut issued =
-                    this.tokens
-                        .start(conn, Audience::Customer, &row.person_id, None, &client)?;
+                let mut issued = this.tokens.start(
+                    conn,
+                    Audience::Customer,
+                    &row.person_id,
+                    None,
+                    &client,
+                    Factors::PASSWORD_AND_SMS,
+                )?;
                 issued.device_token = Some(devices::remember(conn, &row.person_id)?);
                 Ok(Ok(issued))
             })

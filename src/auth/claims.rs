@@ -34,6 +34,10 @@ pub struct Claims {
     pub nbf: i64,
     pub exp: i64,
     pub auth_time: i64,
+    /// How the session was signed in to (`auth::sessions::Factors`): `pwd`, `sms`, `otp`, `hwk`, `user`,
+    /// `fed`, `mfa`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
 }

@@ -477,9 +477,14 @@ impl Identity {
                         passkeys::last_used_at.eq(Some(now())),
                     ))
                     .execute(conn)?;
-                let mut issued =
-                    this.tokens
-                        .start(conn, Audience::Customer, &customer, None, &client)?;
+                let mut issued = this.tokens.start(
+                    conn,
+                    Audience::Customer,
+                    &customer,
+                    None,
+                    &client,
+                    super::sessions::Factors::PASSKEY,
+                )?;
                 // A passkey with user verification is two factors: this device needs no code later.
                 issued.device_token = Some(super::devices::remember(conn, &customer)?);
                 Ok(Ok(issued))

@@ -281,9 +281,14 @@ impl Identity {
                     .find(&customer_id)
                     .select(customers::phone_index.is_not_null())
                     .first(conn)?;
-                let issued =
-                    this.tokens
-                        .start(conn, Audience::Customer, &customer_id, None, &client)?;
+                let issued = this.tokens.start(
+                    conn,
+                    Audience::Customer,
+                    &customer_id,
+                    None,
+                    &client,
+                    sessions::Factors::PLATFORM,
+                )?;
                 Ok(PlatformSignIn {
                     issued,
                     created,

@@ -22,6 +22,27 @@ use crate::domain::Sensitive;
 use crate::error::{AppError, AppResult, Problem};
 use crate::notify::outbox::{self, Notification};
 
+/// How a session was signed in to, as the access token's `amr` says it (RFC 8176 values; `fed` for a
+/// platform's sign-in, and `mfa` whenever two factors were used).
+#[derive(Debug, Clone, Copy)]
+pub struct Factors(&'static [&'static str]);
+
+impl Factors {
+    pub const PASSWORD: Self = Self(&["pwd"]);
+    /// A password and a code texted to the phone (signup, a new device's sign-in).
+    pub const PASSWORD_AND_SMS: Self = Self(&["pwd", "sms", "mfa"]);
+    /// A password and an authenticator app's code (staff).
+    pub const PASSWORD_AND_TOTP: Self = Self(&["pwd", "otp", "mfa"]);
+    /// A passkey with user verification: the device's key and the biometric or PIN that unlocked it.
+    pub const PASSKEY: Self = Self(&["hwk", "user", "mfa"]);
+    /// Sign in with Apple or Google.
+    pub const PLATFORM: Self = Self(&["fed"]);
+
+    fn stored(self) -> String {
+        self.0.join(" ")
+    }
+}
+
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const REUSE_GRACE: Duration = Duration::from_secs(10);
 /// A session's `last_used_at` is moved by a refresh only when it is at least this old: one write fewer for
@@ -88,6 +109,8 @@ pub struct SessionRow {
     pub role: Option<String>,
     pub client: String,
     pub auth_time: NaiveDateTime,
+    /// The `Factors`, space-separated.
+    pub amr: String,
     pub created_at: NaiveDateTime,
     pub last_used_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
@@ -102,6 +125,7 @@ crate::column_tuple! {
     sessions::role,
     sessions::client,
     sessions::auth_time,
+    sessions::amr,
     sessions::created_at,
     sessions::last_used_at,
     sessions::expires_at,
@@ -136,6 +160,7 @@ fn new_session(
     subject_id: &str,
     role: Option<&str>,
     client: &str,
+    factors: Factors,
 ) -> SessionRow {
     let now = now();
     SessionRow {
@@ -145,6 +170,7 @@ fn new_session(
         role: role.map(str::to_owned),
         client: client.to_owned(),
         auth_time: now,
+        amr: factors.stored(),
         created_at: now,
         last_used_at: now,
         expires_at: now + secs(policy(audience).absolute),
@@ -160,8 +186,9 @@ pub fn open_session(
     subject_id: &str,
     role: Option<&str>,
     client: &str,
+    factors: Factors,
 ) -> QueryResult<SessionRow> {
-    let row = new_session(audience, subject_id, role, client);
+    let row = new_session(audience, subject_id, role, client, factors);
     diesel::insert_into(sessions::table)
         .values((
             sessions::id.eq(&row.id),
@@ -170,6 +197,7 @@ pub fn open_session(
             sessions::role.eq(&row.role),
             sessions::client.eq(&row.client),
             sessions::auth_time.eq(row.auth_time),
+            sessions::amr.eq(&row.amr),
             sessions::created_at.eq(row.created_at),
             sessions::last_used_at.eq(row.last_used_at),
             sessions::expires_at.eq(row.expires_at),
@@ -231,8 +259,9 @@ impl TokenIssuer {
         subject_id: &str,
         role: Option<&str>,
         client: &str,
+        factors: Factors,
     ) -> AppResult<Issued> {
-        let row = open_session(conn, audience, subject_id, role, client)?;
+        let row = open_session(conn, audience, subject_id, role, client, factors)?;
         self.issue(conn, &row, audience, None, row.created_at)
     }
 
@@ -277,6 +306,7 @@ impl TokenIssuer {
             nbf: iat,
             exp,
             auth_time: session.auth_time.and_utc().timestamp(),
+            amr: session.amr.split_whitespace().map(str::to_owned).collect(),
             role: session.role.clone(),
         });
         let policy = policy(audience);

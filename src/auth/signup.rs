@@ -391,9 +391,14 @@ impl Identity {
                         verifications::password_hash.eq(None::<String>),
                     ))
                     .execute(conn)?;
-                let mut issued =
-                    this.tokens
-                        .start(conn, Audience::Customer, &customer_id, None, &client)?;
+                let mut issued = this.tokens.start(
+                    conn,
+                    Audience::Customer,
+                    &customer_id,
+                    None,
+                    &client,
+                    super::sessions::Factors::PASSWORD_AND_SMS,
+                )?;
                 // The texted code was this device's second factor.
                 issued.device_token = Some(super::devices::remember(conn, &customer_id)?);
                 Ok(Ok(issued))

@@ -116,6 +116,7 @@ mod tests {
             nbf: *NOW,
             exp,
             auth_time: *NOW,
+            amr: vec!["pwd".into()],
             role: None,
         }
     }

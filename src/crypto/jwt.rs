@@ -209,6 +209,7 @@ mod tests {
             nbf: now,
             exp: now + 900,
             auth_time: now - 60,
+            amr: vec!["pwd".into()],
             role: None,
         }
     }
@@ -705,7 +706,8 @@ mod tests {
             c.iat,
             c.nbf,
             c.exp,
-            c.auth_time
+            c.auth_time,
+            c.amr
         ])
         .to_string()
         .into_bytes();

@@ -61,6 +61,7 @@ diesel::table! {
         role -> Nullable<Text>,
         client -> Text,
         auth_time -> Timestamp,
+        amr -> Text,
         created_at -> Timestamp,
         last_used_at -> Timestamp,
         expires_at -> Timestamp,

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::factor::{self, FactorRefusal, FactorState};
 use super::{Role, Staff};
 use crate::auth::claims::Audience;
-use crate::auth::sessions::{self, LAST_USED_PRECISION, SessionRow, now, open_session};
+use crate::auth::sessions::{self, Factors, LAST_USED_PRECISION, SessionRow, now, open_session};
 use crate::auth::throttle;
 use crate::db::DbConnection;
 use crate::db::schema::{console_sessions, sessions as session_rows, staff};
@@ -80,8 +80,9 @@ fn sign_in(
     staff_id: &str,
     role: &str,
     client: &str,
+    factors: Factors,
 ) -> AppResult<()> {
-    let session = open_session(conn, Audience::Staff, staff_id, Some(role), client)?;
+    let session = open_session(conn, Audience::Staff, staff_id, Some(role), client, factors)?;
     diesel::update(console_sessions::table.find(hash))
         .set((
             console_sessions::stage.eq(Stage::SignedIn.as_str()),
@@ -125,7 +126,8 @@ impl Staff {
                 ))
                 .execute(conn)?;
             if stage == Stage::SignedIn {
-                sign_in(conn, &hash, &account.id, &role, &client)?;
+                // A clerk without a factor, where the shop lets clerks go without one.
+                sign_in(conn, &hash, &account.id, &role, &client, Factors::PASSWORD)?;
             }
             Ok(Ok((token, stage)))
         })
@@ -222,7 +224,14 @@ impl Staff {
                 if let Err(refusal) = factor::check_code(conn, &vault, &id, code.expose())? {
                     return Ok(Err(refusal));
                 }
-                sign_in(conn, &hash, &id, role.as_str(), &client)?;
+                sign_in(
+                    conn,
+                    &hash,
+                    &id,
+                    role.as_str(),
+                    &client,
+                    Factors::PASSWORD_AND_TOTP,
+                )?;
                 Ok(Ok(()))
             })
             .await
@@ -249,7 +258,16 @@ impl Staff {
             session.role,
         );
         self.db
-            .write(move |conn| sign_in(conn, &hash, &id, role.as_str(), &client))
+            .write(move |conn| {
+                sign_in(
+                    conn,
+                    &hash,
+                    &id,
+                    role.as_str(),
+                    &client,
+                    Factors::PASSWORD_AND_TOTP,
+                )
+            })
             .await?;
         Ok(Ok(codes))
     }

@@ -229,12 +229,14 @@ pub fn second_factor(
     staff_id: &str,
     needed: bool,
     code: Option<&str>,
-) -> AppResult<Result<(), FactorRefusal>> {
+) -> AppResult<Result<bool, FactorRefusal>> {
     match (state(conn, staff_id)?, code) {
-        (FactorState::Confirmed, Some(code)) => check_code(conn, vault, staff_id, code),
+        (FactorState::Confirmed, Some(code)) => {
+            Ok(check_code(conn, vault, staff_id, code)?.map(|()| true))
+        }
         (FactorState::Confirmed, None) => Ok(Err(FactorRefusal::CodeRequired)),
         (_, _) if needed => Ok(Err(FactorRefusal::EnrolmentRequired)),
-        (_, _) => Ok(Ok(())),
+        (_, _) => Ok(Ok(false)),
     }
 }
 

@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use crate::auth::claims::Audience;
 use crate::auth::login::{Account, AccountStore, password_login};
 use crate::auth::passwords::Hasher;
-use crate::auth::sessions::{self, Issued, Refreshed, TokenIssuer, now};
+use crate::auth::sessions::{self, Factors, Issued, Refreshed, TokenIssuer, now};
 use crate::auth::throttle;
 use crate::auth::{Identity, revocations::Revocations};
 use crate::crypto::IndexKind;
@@ -390,9 +390,10 @@ impl Staff {
             let role = account.role.as_deref().and_then(Role::parse);
             let needed = factor::needed(role, clerks_need_factor);
             let code = code.as_ref().map(|c| c.expose().as_str());
-            if let Err(refusal) = factor::second_factor(conn, &vault, &account.id, needed, code)? {
-                return Ok(Err(refusal));
-            }
+            let with_code = match factor::second_factor(conn, &vault, &account.id, needed, code)? {
+                Ok(with_code) => with_code,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
             crate::auth::throttle::clear_login_failures(conn, key)?;
             Ok(Ok(tokens.start(
                 conn,
@@ -400,6 +401,11 @@ impl Staff {
                 &account.id,
                 account.role.as_deref(),
                 &client,
+                if with_code {
+                    Factors::PASSWORD_AND_TOTP
+                } else {
+                    Factors::PASSWORD
+                },
             )?))
         })
         .await?

@@ -527,6 +527,7 @@ impl TestApp {
                 &id,
                 None,
                 "test",
+                shopd::auth::sessions::Factors::PASSWORD,
             )
             .unwrap();
         (issued, id)

@@ -95,6 +95,8 @@ async fn a_passkey_registered_while_signed_in_signs_in_without_a_password_and_on
     assert_eq!(signed_in.status(), 200);
     let signed_in: Value = signed_in.json().await.unwrap();
     assert_eq!(signed_in["customer_id"], pair["customer_id"]);
+    let claims = crate::helpers::token_claims(signed_in["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["hwk", "user", "mfa"]));
     assert!(
         signed_in["device_token"].is_string(),
         "a passkey is two factors: the device is known from here on"

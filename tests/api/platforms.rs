@@ -124,6 +124,8 @@ async fn an_account_made_through_apple_cannot_order_before_a_phone_is_verified()
     assert_eq!(first["created"], true);
     assert_eq!(first["phone_verified"], false);
     assert_eq!(first["token_type"], "Bearer");
+    let claims = crate::helpers::token_claims(first["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["fed"]));
     let token = first["access_token"].as_str().unwrap();
     let customer = first["customer_id"].as_str().unwrap();
 

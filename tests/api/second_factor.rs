@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem, unique_phone};
+use crate::helpers::{PASSWORD, TestApp, assert_problem, token_claims, unique_phone};
 
 async fn login_with(app: &TestApp, phone: &str, device: Option<&str>) -> reqwest::Response {
     let mut body = json!({"phone": phone, "password": PASSWORD});
@@ -44,12 +44,18 @@ async fn a_password_on_a_new_device_gets_no_tokens_until_the_texted_code() {
     let signed_in: Value = signed_in.json().await.unwrap();
     assert!(signed_in["access_token"].is_string());
     let second_device = signed_in["device_token"].as_str().unwrap().to_owned();
+    let claims = token_claims(signed_in["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["pwd", "sms", "mfa"]));
     assert_ne!(second_device, first_device);
     assert_problem(verify(&app, &asked, &code).await, 422, "verification_used").await;
 
     // Either known device signs in with the password alone; a made-up token or another customer's does not.
     for device in [&first_device, &second_device] {
-        assert_eq!(login_with(&app, &phone, Some(device)).await.status(), 200);
+        let known = login_with(&app, &phone, Some(device)).await;
+        assert_eq!(known.status(), 200);
+        let known: Value = known.json().await.unwrap();
+        let claims = token_claims(known["access_token"].as_str().unwrap());
+        assert_eq!(claims["amr"], json!(["pwd"]), "the password alone");
     }
     assert_eq!(
         login_with(&app, &phone, Some("dv_made-up")).await.status(),

@@ -1,0 +1,2 @@
+ALTER TABLE sessions DROP COLUMN amr;
+DROP TABLE known_devices;
