@@ -80,6 +80,16 @@ pub struct ExportView {
     revealed_by_staff: Vec<ExportReveal>,
     /// Security events of the customer's sessions (`refresh_token_reuse`).
     security_events: Vec<ExportSecurityEvent>,
+    /// The linked Apple and Google sign-ins, with the e-mail each gave (perhaps an Apple relay address).
+    identities: Vec<ExportIdentity>,
+    passkeys: Vec<super::passkeys::PasskeyView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportIdentity {
+    provider: String,
+    email: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -225,6 +235,16 @@ pub async fn export(state: web::Data<AppState>, who: CustomerAuth) -> AppResult<
                 at: at.and_utc(),
             })
             .collect(),
+        identities: e
+            .identities
+            .into_iter()
+            .map(|i| ExportIdentity {
+                provider: i.provider,
+                email: i.email.map(Sensitive::into_inner),
+                created_at: i.created_at.and_utc(),
+            })
+            .collect(),
+        passkeys: e.passkeys.into_iter().map(Into::into).collect(),
     };
     Ok(no_store(HttpResponse::Ok().json(view)))
 }

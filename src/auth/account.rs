@@ -66,6 +66,9 @@ pub struct ExportedCustomer {
     pub reveals: Vec<Reveal>,
     /// The security events of the customer's sessions (a reused refresh token), kind and time.
     pub security_events: Vec<(String, NaiveDateTime)>,
+    /// The linked Apple and Google sign-ins, with the e-mail each gave.
+    pub identities: Vec<super::platforms::LinkedIdentity>,
+    pub passkeys: Vec<super::passkeys::PasskeyInfo>,
 }
 
 /// A reveal of the customer's personal data by staff, from the audit log, naming the role and not the person.
@@ -633,6 +636,8 @@ impl Identity {
         auth_time: i64,
     ) -> AppResult<ExportedCustomer> {
         super::recent_login(auth_time, "export your data")?;
+        let identities = self.identities(customer_id).await?;
+        let passkeys = self.passkeys(customer_id).await?;
         let this = self.clone();
         let (id, current) = (customer_id.to_owned(), session_id.to_owned());
         self.db
@@ -658,6 +663,8 @@ impl Identity {
                     created_at: row.created_at,
                     updated_at: row.updated_at,
                     sessions,
+                    identities,
+                    passkeys,
                 })
             })
             .await

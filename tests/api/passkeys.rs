@@ -87,6 +87,13 @@ async fn a_passkey_registered_while_signed_in_signs_in_without_a_password_and_on
         .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], view["id"]);
+    let export: Value = app
+        .request(Method::GET, "/v1/me/export", token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["passkeys"][0]["name"], "iPhone");
 
     // A synced passkey keeps its sign count at 0: the ceremony itself is what cannot be used twice.
     let (ceremony, options) = begin_sign_in(&app).await;

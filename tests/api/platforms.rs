@@ -376,6 +376,16 @@ async fn identities_link_and_unlink_and_an_account_keeps_one_way_in() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["provider"], "google");
     assert_eq!(list[0]["email_masked"], "a•••@example.com");
+    // The export holds it in clear, as every personal value.
+    let export: Value = w
+        .app
+        .request(Method::GET, "/v1/me/export", token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["identities"][0]["provider"], "google");
+    assert_eq!(export["identities"][0]["email"], "ada@example.com");
 
     // Google now signs in to this account.
     let nonce = w.nonce().await;
