@@ -208,6 +208,42 @@ impl Shop {
         pair(&verified)
     }
 
+    /// Registers a passkey for the customer signed in with `access` (just signed up: a fresh sign-in).
+    pub async fn add_passkey(
+        &self,
+        client: &mut Client,
+        access: &str,
+    ) -> anyhow::Result<crate::sign_ins::soft_passkey::SoftCredential> {
+        use crate::sign_ins::soft_passkey;
+        let auth = format!("Bearer {access}");
+        let begin = crate::wrk::request(
+            "POST",
+            "/v1/me/passkeys/begin",
+            &[("Authorization", &auth)],
+            Some("{}"),
+        );
+        let (status, body) = client.send(&begin).await?;
+        if status != 201 {
+            bail!("passkey begin: {status} {}", String::from_utf8_lossy(body));
+        }
+        let begun: Value = serde_json::from_slice(body)?;
+        let how = soft_passkey::Behaviour::browser("https://shop.example.com");
+        let (credential, kept) = soft_passkey::create(&begun["options"], &how);
+        let finish = crate::wrk::request(
+            "POST",
+            "/v1/me/passkeys/finish",
+            &[("Authorization", &auth)],
+            Some(
+                &json!({"ceremony_id": begun["ceremony_id"], "credential": credential}).to_string(),
+            ),
+        );
+        let (status, body) = client.send(&finish).await?;
+        if status != 201 {
+            bail!("passkey finish: {status} {}", String::from_utf8_lossy(body));
+        }
+        Ok(kept)
+    }
+
     pub async fn log_in(&self, client: &mut Client, customer: &Customer) -> anyhow::Result<Pair> {
         let body = post(
             client,

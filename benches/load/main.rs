@@ -22,6 +22,7 @@ mod procfs;
 mod report;
 mod scenarios;
 mod servers;
+mod sign_ins;
 mod twilio;
 mod wrk;
 
@@ -302,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let twilio = Arc::new(twilio::FakeTwilio::start()?);
+    let apple = sign_ins::FakeApple::start()?;
     let baseline = servers::start_baseline(&release).await?;
     let run = Run {
         args: &args,
@@ -323,6 +325,7 @@ async fn main() -> anyhow::Result<()> {
                 db,
                 postgres_admin_url: &args.postgres_url,
                 twilio_base: &twilio.base_url,
+                apple_jwks: &apple.jwks_url,
                 rust_log: &args.rust_log,
                 extra_env: &shopd_env,
             },

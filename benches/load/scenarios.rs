@@ -17,6 +17,7 @@ use shopd::orders::catalogue::MAX_STOCK;
 
 use crate::client::{Customer, PER_ADDRESS, Shop};
 use crate::servers::{Server, WEBHOOK_SECRET};
+use crate::sign_ins::soft_passkey::SoftCredential;
 use crate::twilio::FakeTwilio;
 use crate::wrk::{Script, WrkJob, request};
 
@@ -97,6 +98,20 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::ShareOfHashesAtOnce(0.85),
     },
     Scenario {
+        id: "g",
+        title: "POST /v1/auth/apple (Sign in with Apple: an RS256 identity token and its nonce)",
+        short: "POST /v1/auth/apple",
+        route: Some("POST /v1/auth/apple"),
+        target: Target::None,
+    },
+    Scenario {
+        id: "h",
+        title: "POST /v1/auth/passkey/finish (a passkey's ES256 assertion, usernameless)",
+        short: "POST /v1/auth/passkey/finish",
+        route: Some("POST /v1/auth/passkey/finish"),
+        target: Target::None,
+    },
+    Scenario {
         id: "d",
         title: "POST /v1/webhooks/standard, properly signed",
         short: "POST /v1/webhooks/standard",
@@ -134,7 +149,15 @@ pub struct Ctx {
     readers: Vec<String>,
     next_phone: usize,
     next_product: usize,
+    /// The passkeys registered at seeding, as the phones' authenticators hold them.
+    passkeys: Vec<SoftCredential>,
 }
+
+/// Customers who register a passkey at seeding (scenario h signs in with them in turn).
+const PASSKEY_CUSTOMERS: usize = 16;
+/// The Apple accounts of scenario g: the first sign-in of each makes its customer, the rest sign in.
+const APPLE_SUBJECTS: usize = 64;
+const SIGN_INS_PER_SECOND_BUDGET: u64 = 3_000;
 
 /// Products in the seeded catalogue: orders are spread over them, as over a shop's catalogue, rather than all
 /// queueing on one row.
@@ -178,6 +201,7 @@ impl Ctx {
             readers: Vec::new(),
             next_phone: 0,
             next_product: 0,
+            passkeys: Vec::new(),
         }
     }
 
@@ -194,6 +218,11 @@ impl Ctx {
             .await;
             for (phone, pair) in batch.iter().zip(results) {
                 let pair = pair?;
+                if self.passkeys.len() < PASSKEY_CUSTOMERS {
+                    let mut client = self.shop.client();
+                    let credential = self.shop.add_passkey(&mut client, &pair.access).await?;
+                    self.passkeys.push(credential);
+                }
                 customers.push(Customer {
                     phone: phone.clone(),
                     device: pair.device.context("signup gave no device token")?,
@@ -425,6 +454,83 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// `n` answers of `POST path {}` (201 each), eight clients at once.
+    async fn begin_many(&self, path: &str, n: usize) -> anyhow::Result<Vec<Value>> {
+        let per_client = n.div_ceil(8);
+        let shop = &self.shop;
+        let batches = join_all((0..8).map(|_| async move {
+            let mut client = shop.client();
+            let mut answers = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let (status, body) = client.post_json(path, "{}").await?;
+                if status != 201 {
+                    bail!("POST {path}: {status} {}", String::from_utf8_lossy(body));
+                }
+                answers.push(serde_json::from_slice::<Value>(body)?);
+            }
+            Ok::<_, anyhow::Error>(answers)
+        }))
+        .await;
+        let mut all = Vec::with_capacity(n);
+        for batch in batches {
+            all.extend(batch?);
+        }
+        all.truncate(n);
+        Ok(all)
+    }
+
+    /// (g): a nonce from shopd and an identity token bound to it, each, signed before the measured time.
+    async fn apple_sign_ins(&mut self, duration: Duration) -> anyhow::Result<Script> {
+        let n = budget(SIGN_INS_PER_SECOND_BUDGET, duration);
+        let nonces: Vec<String> = self
+            .begin_many("/v1/auth/nonce", n)
+            .await?
+            .iter()
+            .map(|v| v["nonce"].as_str().map(str::to_owned).context("no nonce"))
+            .collect::<anyhow::Result<_>>()?;
+        let signed = nonces.clone();
+        let tokens = tokio::task::spawn_blocking(move || {
+            crate::sign_ins::identity_tokens(&signed, APPLE_SUBJECTS)
+        })
+        .await?;
+        let requests = tokens
+            .iter()
+            .zip(&nonces)
+            .map(|(token, nonce)| {
+                let body = json!({"id_token": token, "nonce": nonce}).to_string();
+                request("POST", "/v1/auth/apple", &[], Some(&body))
+            })
+            .collect();
+        Ok(Script::Replay {
+            requests,
+            single_use: true,
+        })
+    }
+
+    /// (h): a begun ceremony and the assertion answering it, each, by the seeded passkeys in turn.
+    async fn passkey_sign_ins(&mut self, duration: Duration) -> anyhow::Result<Script> {
+        if self.passkeys.is_empty() {
+            bail!("no passkey was registered at seeding");
+        }
+        let n = budget(SIGN_INS_PER_SECOND_BUDGET, duration);
+        let begun = self.begin_many("/v1/auth/passkey/begin", n).await?;
+        let requests = begun
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let body =
+                    crate::sign_ins::passkey_assertion(b, &self.passkeys[i % self.passkeys.len()]);
+                request("POST", "/v1/auth/passkey/finish", &[], Some(&body))
+            })
+            .collect();
+        Ok(Script::Replay {
+            requests,
+            single_use: true,
+        })
+    }
+}
+
 /// Inputs for `per_second` requests a second for `duration` (and one more second).
 fn budget(per_second: u64, duration: Duration) -> usize {
     (per_second * (duration.as_secs() + 1)) as usize
@@ -467,6 +573,16 @@ pub async fn load_for(id: &str, ctx: &mut Ctx, duration: Duration) -> anyhow::Re
             },
         )),
         "f" => Load::Logins { connections },
+        "g" => Load::Wrk(shopd(
+            "/v1/auth/apple",
+            connections,
+            ctx.apple_sign_ins(duration).await?,
+        )),
+        "h" => Load::Wrk(shopd(
+            "/v1/auth/passkey/finish",
+            connections,
+            ctx.passkey_sign_ins(duration).await?,
+        )),
         other => bail!("scenario {other} has no load yet"),
     })
 }

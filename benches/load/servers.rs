@@ -216,6 +216,8 @@ pub struct ShopdOptions<'a> {
     /// An administrative URL of the PostgreSQL server, like `postgres://postgres@127.0.0.1:5432/postgres`.
     pub postgres_admin_url: &'a str,
     pub twilio_base: &'a str,
+    /// The fake Apple's JWKS, for Sign in with Apple (scenario g).
+    pub apple_jwks: &'a str,
     pub rust_log: &'a str,
     pub extra_env: &'a [(String, String)],
 }
@@ -249,6 +251,8 @@ pub async fn start_shopd(release: &Path, options: &ShopdOptions<'_>) -> anyhow::
         ("TWILIO_ACCOUNT_SID", twilio::ACCOUNT_SID.into()),
         ("TWILIO_AUTH_TOKEN", twilio::AUTH_TOKEN.into()),
         ("TWILIO_FROM", twilio::FROM.into()),
+        ("APPLE_CLIENT_IDS", crate::sign_ins::APPLE_CLIENT.into()),
+        ("APPLE_JWKS_URL", options.apple_jwks.into()),
         ("PAYMENT_PROVIDER", "sandbox".into()),
         ("STANDARD_WEBHOOK_SECRETS", WEBHOOK_SECRET.into()),
         // The load comes from one address and a few accounts: the rate limits would answer most of it with

@@ -1,5 +1,6 @@
 """The app's main journey through a client generated from shopd's OpenAPI document by openapi-python-client:
-signup, verify (the code read from the log of a shopd texting to its log), login, list products, place an
+signup, verify (the code read from the log of a shopd texting to its log), login from another device (its texted
+code) and from the signup's (its device token), list products, place an
 order, read it. Every call goes through the generated client; a wrong status or shape fails the run.
 
     python3 journey.py BASE_URL SHOPD_LOG
@@ -11,7 +12,7 @@ import uuid
 
 from shopd_client import AuthenticatedClient, Client
 from shopd_client.api.catalogue import list_products
-from shopd_client.api.identity import login, start_signup, verify_signup
+from shopd_client.api.identity import login, start_signup, verify_login, verify_signup
 from shopd_client.api.orders import get_order, place_order
 from shopd_client.models import (
     AddressRequest,
@@ -52,7 +53,24 @@ verified = expect(
     201,
 )
 assert verified.token_type == "Bearer" and verified.customer_id, verified
-pair = expect(login.sync_detailed(client=anonymous, body=LoginRequest(phone=phone, password=password)), 200)
+assert verified.device_token, verified
+# Another device (no device token): the password gets a texted code, not tokens.
+asked = expect(login.sync_detailed(client=anonymous, body=LoginRequest(phone=phone, password=password)), 202)
+assert asked.second_factor_required, asked
+second = expect(
+    verify_login.sync_detailed(
+        client=anonymous, body=VerifyRequest(verification_id=str(asked.verification_id), code=texted_code())
+    ),
+    200,
+)
+assert second.device_token and second.device_token != verified.device_token, second
+# The signup's device: its token spares it the code.
+pair = expect(
+    login.sync_detailed(
+        client=anonymous, body=LoginRequest(phone=phone, password=password, device_token=verified.device_token)
+    ),
+    200,
+)
 customer = AuthenticatedClient(base_url=base_url, token=pair.access_token, raise_on_unexpected_status=True)
 
 products = expect(list_products.sync_detailed(client=anonymous), 200)
