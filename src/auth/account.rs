@@ -294,26 +294,20 @@ impl Identity {
         let sealed = self
             .vault
             .seal(conn, customer, signup::field("phone", &vid), phone.e164())?;
-        diesel::insert_into(verifications::table)
-            .values((
-                verifications::id.eq(&vid),
-                verifications::purpose.eq(LOGIN),
-                verifications::phone_index.eq(phone_index),
-                verifications::person_id.eq(customer),
-                verifications::phone.eq(Some(sealed)),
-                verifications::code_hash.eq(Some(otp::code_hash(
-                    &self.pepper,
-                    &vid,
-                    LOGIN,
-                    code.expose(),
-                ))),
-                verifications::attempts.eq(0),
-                verifications::sends.eq(1),
-                verifications::last_sent_at.eq(Some(now)),
-                verifications::expires_at.eq(now + signup::chrono(super::CODE_TTL)),
-                verifications::created_at.eq(now),
-            ))
-            .execute(conn)?;
+        signup::insert_verification(
+            conn,
+            signup::NewVerification {
+                id: &vid,
+                purpose: LOGIN,
+                phone_index,
+                person_id: customer,
+                phone: Some(sealed),
+                name: None,
+                password_hash: None,
+                code_hash: Some(otp::code_hash(&self.pepper, &vid, LOGIN, code.expose())),
+            },
+            now,
+        )?;
         record_text(conn, phone_index, now)?;
         let text = PendingText {
             phone: phone.clone(),

@@ -9,10 +9,11 @@ use diesel::prelude::*;
 
 use super::sessions::now;
 use super::signup::{
-    PendingText, VerificationStarted, check_code, check_phone_quota, chrono, customer_field, field,
-    load_verification, record_text, started, verification_not_found,
+    NewVerification, PendingText, VerificationStarted, check_code, check_phone_quota,
+    customer_field, field, insert_verification, load_verification, record_text, started,
+    verification_not_found,
 };
-use super::{CODE_TTL, Identity, PHONE, otp, recent_login};
+use super::{Identity, PHONE, otp, recent_login};
 use crate::crypto::IndexKind;
 use crate::db::schema::{customers, security_events, verifications};
 use crate::error::{AppError, AppResult, Problem};
@@ -63,21 +64,20 @@ impl Identity {
                 let sealed = this
                     .vault
                     .seal(conn, &customer, field("phone", &vid), to.e164())?;
-                diesel::insert_into(verifications::table)
-                    .values((
-                        verifications::id.eq(&vid),
-                        verifications::purpose.eq(PHONE),
-                        verifications::phone_index.eq(&phone_index),
-                        verifications::person_id.eq(&customer),
-                        verifications::phone.eq(Some(sealed)),
-                        verifications::code_hash.eq(code_hash),
-                        verifications::attempts.eq(0),
-                        verifications::sends.eq(1),
-                        verifications::last_sent_at.eq(Some(now)),
-                        verifications::expires_at.eq(now + chrono(CODE_TTL)),
-                        verifications::created_at.eq(now),
-                    ))
-                    .execute(conn)?;
+                insert_verification(
+                    conn,
+                    NewVerification {
+                        id: &vid,
+                        purpose: PHONE,
+                        phone_index: &phone_index,
+                        person_id: &customer,
+                        phone: Some(sealed),
+                        name: None,
+                        password_hash: None,
+                        code_hash,
+                    },
+                    now,
+                )?;
                 record_text(conn, &phone_index, now)?;
                 Ok(body)
             })

@@ -82,6 +82,42 @@ fn sms_unavailable() -> AppError {
     .into()
 }
 
+/// A verification about to be texted (its first send is now).
+pub(crate) struct NewVerification<'a> {
+    pub id: &'a str,
+    pub purpose: &'a str,
+    pub phone_index: &'a [u8],
+    pub person_id: &'a str,
+    pub phone: Option<Vec<u8>>,
+    pub name: Option<Vec<u8>>,
+    pub password_hash: Option<&'a str>,
+    pub code_hash: Option<Vec<u8>>,
+}
+
+pub(crate) fn insert_verification(
+    conn: &mut DbConnection,
+    v: NewVerification<'_>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::insert_into(verifications::table)
+        .values((
+            verifications::id.eq(v.id),
+            verifications::purpose.eq(v.purpose),
+            verifications::phone_index.eq(v.phone_index),
+            verifications::person_id.eq(v.person_id),
+            verifications::phone.eq(v.phone),
+            verifications::name.eq(v.name),
+            verifications::password_hash.eq(v.password_hash),
+            verifications::code_hash.eq(v.code_hash),
+            verifications::attempts.eq(0),
+            verifications::sends.eq(1),
+            verifications::last_sent_at.eq(Some(now)),
+            verifications::expires_at.eq(now + chrono(CODE_TTL)),
+            verifications::created_at.eq(now),
+        ))
+        .execute(conn)
+}
+
 /// Refuses when the phone was texted `TEXTS_PER_PHONE_PER_HOUR` times in the last hour.
 pub(crate) fn check_phone_quota(
     conn: &mut DbConnection,
@@ -193,23 +229,20 @@ impl Identity {
                     Some(n) => Some(this.vault.seal(conn, &person_id, field("name", &vid), n)?),
                     None => None,
                 };
-                diesel::insert_into(verifications::table)
-                    .values((
-                        verifications::id.eq(&vid),
-                        verifications::purpose.eq(SIGNUP),
-                        verifications::phone_index.eq(&phone_index),
-                        verifications::person_id.eq(&person_id),
-                        verifications::phone.eq(Some(sealed_phone)),
-                        verifications::name.eq(sealed_name),
-                        verifications::password_hash.eq(Some(&password_hash)),
-                        verifications::code_hash.eq(code_hash),
-                        verifications::attempts.eq(0),
-                        verifications::sends.eq(1),
-                        verifications::last_sent_at.eq(Some(now)),
-                        verifications::expires_at.eq(now + chrono(CODE_TTL)),
-                        verifications::created_at.eq(now),
-                    ))
-                    .execute(conn)?;
+                insert_verification(
+                    conn,
+                    NewVerification {
+                        id: &vid,
+                        purpose: SIGNUP,
+                        phone_index: &phone_index,
+                        person_id: &person_id,
+                        phone: Some(sealed_phone),
+                        name: sealed_name,
+                        password_hash: Some(&password_hash),
+                        code_hash,
+                    },
+                    now,
+                )?;
                 record_text(conn, &phone_index, now)?;
                 Ok(body)
             })
@@ -559,20 +592,19 @@ pub(crate) fn insert_reset(
         }
         None => (uuid::Uuid::now_v7().to_string(), None, None),
     };
-    diesel::insert_into(verifications::table)
-        .values((
-            verifications::id.eq(id),
-            verifications::purpose.eq(PASSWORD_RESET),
-            verifications::phone_index.eq(&phone_index),
-            verifications::person_id.eq(&person_id),
-            verifications::phone.eq(sealed_phone),
-            verifications::code_hash.eq(code_hash),
-            verifications::attempts.eq(0),
-            verifications::sends.eq(1),
-            verifications::last_sent_at.eq(Some(now)),
-            verifications::expires_at.eq(now + chrono(CODE_TTL)),
-            verifications::created_at.eq(now),
-        ))
-        .execute(conn)?;
+    insert_verification(
+        conn,
+        NewVerification {
+            id,
+            purpose: PASSWORD_RESET,
+            phone_index: &phone_index,
+            person_id: &person_id,
+            phone: sealed_phone,
+            name: None,
+            password_hash: None,
+            code_hash,
+        },
+        now,
+    )?;
     Ok(customer.is_some())
 }
